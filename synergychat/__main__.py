@@ -1,0 +1,71 @@
+"""``python -m synergychat [--role web|api|crawler|all]`` or ``python -m synergychat doctor URL``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .roles import Role, build_app, listen_port, load_settings
+
+# Shorter than Kubernetes' default 30 s grace period, so in-flight requests finish before SIGKILL.
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+def fail(message: str) -> None:
+    print(f"synergychat: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    first = error.errors()[0]
+    variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    value = os.environ.get(variable)
+    shown = f"={value!r}" if value is not None else ""
+    return f"invalid setting {variable}{shown}: {first['msg']}"
+
+
+def parse_role(argv: list[str]) -> Role:
+    parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
+    parser.add_argument("--role", help="web, api, crawler or all (default: $ROLE, else all)")
+    args = parser.parse_args(argv)
+    name = (args.role or os.environ.get("ROLE") or Role.ALL.value).strip().lower()
+    try:
+        return Role(name)
+    except ValueError:
+        source = "--role" if args.role else "ROLE"
+        fail(f"unknown role {name!r} ({source}): choose one of {', '.join(r.value for r in Role)}")
+        raise  # unreachable; fail() exits
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        from .doctor import main as doctor_main
+
+        raise SystemExit(doctor_main(argv[1:]))
+    role = parse_role(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(role)
+    except ValidationError as error:
+        fail(describe_invalid_settings(error))
+    port = listen_port(role, settings)
+    logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
+    web.run_app(
+        build_app(role, settings),
+        port=port,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        print=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Which parts each role runs, and how ``all`` composes them (Loki's targets).
+
+A role is a set of parts. Each part needs one settings model and contributes
+one aiohttp app. ``all`` is just the role whose parts are all of them: the web
+app is the root (its routes can't live under an empty prefix), the api is a
+sub-app at ``/api/`` and the crawler one at ``/crawler/``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiohttp import web
+
+from .api import create_api_app
+from .crawler import Crawler, create_crawler_app
+from .settings import ApiSettings, CrawlerSettings, WebSettings
+from .transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
+from .web import create_web_app
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    WEB = "web"
+    API = "api"
+    CRAWLER = "crawler"
+    ALL = "all"
+
+
+class Part(StrEnum):
+    WEB = "web"
+    API = "api"
+    CRAWLER = "crawler"
+
+
+ROLE_PARTS: dict[Role, frozenset[Part]] = {
+    Role.WEB: frozenset({Part.WEB}),
+    Role.API: frozenset({Part.API}),
+    Role.CRAWLER: frozenset({Part.CRAWLER}),
+    Role.ALL: frozenset(Part),
+}
+
+# Under `all` the page and the api share an origin, so the browser finds the api here.
+ALL_API_URL = "/api"
+
+
+class CrawlerTransport(StrEnum):
+    IN_PROCESS = "in-process"
+    HTTP = "http"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """The settings a role's parts need; parts a role lacks have none."""
+
+    web: WebSettings | None = None
+    api: ApiSettings | None = None
+    crawler: CrawlerSettings | None = None
+
+
+def load_settings(role: Role) -> RoleSettings:
+    """Parse, from the environment, only the settings the role's parts use.
+
+    Raises pydantic's ValidationError on an invalid variable.
+    """
+    parts = ROLE_PARTS[role]
+    web_settings = WebSettings() if Part.WEB in parts else None
+    if role is Role.ALL and web_settings is not None and "api_url" not in web_settings.model_fields_set:
+        web_settings = web_settings.model_copy(update={"api_url": ALL_API_URL})
+    return RoleSettings(
+        web=web_settings,
+        api=ApiSettings() if Part.API in parts else None,
+        crawler=CrawlerSettings() if Part.CRAWLER in parts else None,
+    )
+
+
+def crawler_transport(parts: frozenset[Part], api_settings: ApiSettings) -> CrawlerTransport:
+    # Co-located: a direct call, whatever CRAWLER_BASE_URL says.
+    if Part.CRAWLER in parts:
+        return CrawlerTransport.IN_PROCESS
+    # Standalone api: over the network, if it was told where.
+    if api_settings.crawler_base_url:
+        return CrawlerTransport.HTTP
+    return CrawlerTransport.NONE
+
+
+def listen_port(role: Role, settings: RoleSettings) -> int:
+    if role in (Role.WEB, Role.ALL):
+        assert settings.web is not None
+        return settings.web.web_port
+    if role is Role.API:
+        assert settings.api is not None
+        return settings.api.api_port
+    assert settings.crawler is not None
+    return settings.crawler.crawler_port
+
+
+def build_app(role: Role, settings: RoleSettings) -> web.Application:
+    """Compose the role's app from the parts' factories. Does no I/O."""
+    parts = ROLE_PARTS[role]
+    crawler = Crawler(settings.crawler) if settings.crawler is not None else None
+    crawler_app = create_crawler_app(settings.crawler, crawler) if settings.crawler is not None else None
+
+    api_app = None
+    if settings.api is not None:
+        client: CrawlerClient
+        transport = crawler_transport(parts, settings.api)
+        if transport is CrawlerTransport.IN_PROCESS:
+            assert crawler is not None
+            if settings.api.crawler_base_url:
+                log.info("CRAWLER_BASE_URL is ignored: the crawler runs in this process")
+            client = InProcessCrawlerClient(crawler)
+        elif transport is CrawlerTransport.HTTP:
+            client = HttpCrawlerClient(settings.api.crawler_base_url, settings.api.crawler_timeout_seconds)
+        else:
+            client = NoCrawlerClient()
+        api_app = create_api_app(settings.api, client)
+
+    if settings.web is None:
+        # A single-part role: that part's app is the whole server.
+        app = api_app or crawler_app
+        assert app is not None
+        return app
+
+    root = create_web_app(settings.web)
+    if api_app is not None:
+        root.add_subapp("/api/", api_app)
+    if crawler_app is not None:
+        root.add_subapp("/crawler/", crawler_app)
+    return root
+
+

@@ -1,0 +1,98 @@
+"""Settings of every role, read from the environment with the original's names.
+
+One parse happens in ``__main__``; tests build the same models directly.
+A field ``api_port`` is read from ``API_PORT``: the env var name is the field
+name upper-cased, so error messages can name the variable exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The course's keywords; the original requires CRAWLER_KEYWORDS, we default to them.
+DEFAULT_KEYWORDS = ("love", "hate", "joy", "sadness", "anger", "disgust", "fear", "surprise")
+# The words the original crashes on; we mask them instead.
+DEFAULT_BLOCKED_WORDS = ("heck", "darn", "fetch")
+PUBLIC_GUTENDEX_URL = "https://gutendex.com"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def split_comma_list(value: object) -> object:
+    """Accept ``a, b,,c`` (as the original does) as well as a real list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+
+class WebSettings(_Settings):
+    web_port: Port = 8080
+    # Base URL the *browser* uses for the api: absolute or relative to the page.
+    # Empty: the page loads and says the api is not configured.
+    api_url: str = ""
+
+
+class ApiSettings(_Settings):
+    api_port: Port = 8080
+    # SQLite file for messages; unset means in memory (lost on exit).
+    api_db_filepath: str = ""
+    # Where the api reaches a standalone crawler; unset means /stats is off.
+    crawler_base_url: str = ""
+    crawler_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    api_blocked_words: Annotated[list[str], NoDecode] = list(DEFAULT_BLOCKED_WORDS)
+    # "*" allows any http:// or https:// origin, like the original.
+    api_cors_origins: Annotated[list[str], NoDecode] = ["*"]
+
+    _split = field_validator("api_blocked_words", "api_cors_origins", mode="before")(split_comma_list)
+
+    @field_validator("crawler_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
+        return value
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        origins = [origin.rstrip("/") for origin in value]
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"each origin must be '*' or scheme://host[:port], got {origin!r}")
+        return origins
+
+
+class CrawlerSettings(_Settings):
+    crawler_port: Port = 8080
+    crawler_keywords: Annotated[list[str], NoDecode] = list(DEFAULT_KEYWORDS)
+    # A folder; the SQLite file lives inside. Unset means in memory.
+    crawler_db_path: str = ""
+    crawler_source_url: str = PUBLIC_GUTENDEX_URL
+    crawler_delay_seconds: float = Field(default=30.0, ge=0)
+
+    _split = field_validator("crawler_keywords", mode="before")(split_comma_list)
+
+    @field_validator("crawler_keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one keyword")
+        # Keywords match case-insensitively, so store them folded and once each.
+        return list(dict.fromkeys(keyword.lower() for keyword in value))
+
+    @field_validator("crawler_source_url")
+    @classmethod
+    def _source_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
+        return value

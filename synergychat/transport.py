@@ -1,0 +1,152 @@
+"""How the api asks the crawler: one protocol, three implementations.
+
+The transport follows from what runs together (see ``roles.py``): api and
+crawler in one process talk by a direct call; a standalone api talks HTTP to
+``CRAWLER_BASE_URL``; an api with neither answers "not configured".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from yarl import URL
+
+if TYPE_CHECKING:
+    from .crawler import Crawler
+
+
+class KeywordCount(TypedDict):
+    Keyword: str
+    BookTitle: str
+    Count: int
+
+
+class CrawlerStatus(BaseModel):
+    """Progress as the crawler's ``GET /status`` reports it (extra fields pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    state: str
+    books_counted: int
+    pages_done: int
+
+
+_COUNTS = TypeAdapter(list[KeywordCount])
+
+
+class CrawlerNotConfigured(Exception):
+    """No crawler is part of this deployment (CRAWLER_BASE_URL unset)."""
+
+
+class CrawlerUnavailable(Exception):
+    """The crawler is configured but could not answer: down, slow, or garbage."""
+
+
+class CrawlerClient(Protocol):
+    #: What readiness shows as the crawler's address ("in-process", a URL, or None).
+    location: str | None
+
+    async def health(self) -> None:
+        """Return if the crawler answers its health check, raise otherwise."""
+
+    async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]: ...
+
+    async def status(self) -> CrawlerStatus: ...
+
+
+class NoCrawlerClient:
+    location = None
+
+    async def health(self) -> None:
+        raise CrawlerNotConfigured
+
+    async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
+        raise CrawlerNotConfigured
+
+    async def status(self) -> CrawlerStatus:
+        raise CrawlerNotConfigured
+
+
+class InProcessCrawlerClient:
+    """A direct call into the crawler running in this process (``--role all``)."""
+
+    location = "in-process"
+
+    def __init__(self, crawler: Crawler) -> None:
+        self._crawler = crawler
+
+    async def health(self) -> None:
+        try:
+            await self._crawler.check()
+        except Exception as exc:
+            raise CrawlerUnavailable(f"the crawler is not healthy: {exc}") from exc
+
+    async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
+        try:
+            return await self._crawler.stats(keywords, title)
+        except Exception as exc:  # the same honesty as over HTTP: a broken crawler is "unavailable"
+            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+
+    async def status(self) -> CrawlerStatus:
+        try:
+            return CrawlerStatus.model_validate(await self._crawler.status())
+        except Exception as exc:
+            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+
+
+class HttpCrawlerClient:
+    """The crawler's HTTP api at ``CRAWLER_BASE_URL`` (a standalone api role).
+
+    The session is created and closed by the api app's cleanup context.
+    """
+
+    def __init__(self, base_url: str, timeout_seconds: float) -> None:
+        self.location = base_url
+        # "http://crawler:8080", "http://crawler:8080/" and "http://host/prefix" all work.
+        self._base = URL(base_url.rstrip("/") + "/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        if self._session is None:
+            raise CrawlerUnavailable("the crawler client is not started")
+        url = self._base.join(URL(path))
+        try:
+            async with self._session.get(url, params=params) as response:
+                if response.status != 200:
+                    raise CrawlerUnavailable(f"the crawler answered HTTP {response.status}")
+                return await response.json(content_type=None)
+        except asyncio.TimeoutError as exc:
+            raise CrawlerUnavailable("the crawler did not answer in time") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise CrawlerUnavailable(f"the crawler could not be reached: {exc}") from exc
+
+    async def health(self) -> None:
+        # The original crawler has /healthz but no /status: health is what they share.
+        await self._get_json("healthz")
+
+    async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
+        params = {"keywords": ",".join(keywords), "title": title}
+        body = await self._get_json("stats", params)
+        try:
+            return _COUNTS.validate_python(body)
+        except ValidationError as exc:
+            raise CrawlerUnavailable("the crawler's answer was not a list of counts") from exc
+
+    async def status(self) -> CrawlerStatus:
+        body = await self._get_json("status")
+        try:
+            return CrawlerStatus.model_validate(body)
+        except ValidationError as exc:
+            raise CrawlerUnavailable("the crawler's status was not understood") from exc
