@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol
+
+from typing_extensions import TypedDict
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError

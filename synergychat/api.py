@@ -1,0 +1,242 @@
+"""The api role: messages (stored in SQLite, pushed live), /stats through crawler-bot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from . import keys
+from .bot import BOT_USERNAME, answer_stats
+from .commands import is_stats_command, parse_stats_command
+from .cors import CorsPolicy
+from .live import MessageHub
+from .settings import ApiSettings
+from .storage import Message, MessageStore
+from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
+from .validation import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    ClientError,
+    json_error,
+    parse_int_param,
+    parse_new_message,
+    read_capped_body,
+)
+
+log = logging.getLogger(__name__)
+
+# Readiness must answer quickly even when a dependency hangs.
+READINESS_CHECK_TIMEOUT_SECONDS = 2.0
+# A stream replays what a reconnecting client missed in chunks of this many.
+CATCH_UP_CHUNK = 500
+STREAM_PING_SECONDS = 15.0
+
+
+def blocked_words_pattern(words: list[str]) -> re.Pattern[str] | None:
+    # Whole words only: "heck" is masked, "check" is not.
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+
+
+def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:
+    if pattern is None:
+        return text
+    return pattern.sub(lambda match: "*" * len(match.group()), text)
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error the api gives is JSON ``{"error": ...}``; nothing escapes as a 500 page."""
+    try:
+        return await handler(request)
+    except ClientError as exc:
+        return json_error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {name: value for name, value in exc.headers.items() if name.lower() == "allow"}
+        return json_error(exc.status, exc.reason, headers)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_error(500, "internal error")
+
+
+def messages_json(messages: list[Message]) -> list[dict[str, object]]:
+    return [message.to_json() for message in messages]
+
+
+class ApiHandlers:
+    def __init__(self, settings: ApiSettings) -> None:
+        self._blocked = blocked_words_pattern(settings.api_blocked_words)
+
+    async def describe(self, request: web.Request) -> web.Response:
+        # Load balancers probe GET / by default; answering 200 here keeps them happy.
+        return web.json_response(
+            {
+                "service": "synergychat-api",
+                "status": "ok",
+                "endpoints": ["/healthz", "/readyz", "/messages", "/messages/stream"],
+            }
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        store = request.app[keys.MESSAGE_STORE]
+        crawler = request.app[keys.CRAWLER_CLIENT]
+        database, crawler_check = await asyncio.gather(check_database(store), check_crawler(crawler))
+        ready = database["ok"]
+        return web.json_response(
+            {
+                "status": "ready" if ready else "not ready",
+                # The crawler being down does not stop the chat, so it doesn't fail readiness.
+                "checks": {"database": database, "crawler": crawler_check},
+            },
+            status=200 if ready else 503,
+        )
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        before = parse_int_param(request, "before", None, 1, 2**63 - 1)
+        assert limit is not None
+        page = await request.app[keys.MESSAGE_STORE].page(limit, before)
+        return web.json_response(messages_json(page))
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        new = parse_new_message(await read_capped_body(request))
+        store = request.app[keys.MESSAGE_STORE]
+        hub = request.app[keys.MESSAGE_HUB]
+        message = await store.add(new.AuthorUsername, mask_blocked_words(new.Text, self._blocked))
+        hub.publish(message)
+        if is_stats_command(new.Text):
+            reply = await answer_stats(request.app[keys.CRAWLER_CLIENT], parse_stats_command(new.Text))
+            hub.publish(await store.add(BOT_USERNAME, reply))
+        page = await store.page(DEFAULT_PAGE_SIZE)
+        return web.json_response(messages_json(page), status=201)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events: replay what the client missed, then every new message."""
+        last_id = parse_int_param(request, "after", None, 0, 2**63 - 1)
+        header = request.headers.get("Last-Event-ID", "").strip()
+        if header.isdigit():
+            last_id = int(header)
+        store = request.app[keys.MESSAGE_STORE]
+        hub = request.app[keys.MESSAGE_HUB]
+        # Subscribe before reading the database so nothing falls between the two.
+        subscriber = hub.subscribe()
+        try:
+            if last_id is None:
+                last_id = await store.last_id()
+            async with sse_response(request, ping_interval=STREAM_PING_SECONDS) as response:
+
+                async def send(message: Message) -> None:
+                    nonlocal last_id
+                    if message.id > last_id:
+                        await response.send(json.dumps(message.to_json()), id=str(message.id), event="message")
+                        last_id = message.id
+
+                async def catch_up() -> None:
+                    while chunk := await store.after(last_id, CATCH_UP_CHUNK):
+                        for message in chunk:
+                            await send(message)
+
+                try:
+                    await catch_up()
+                    while response.is_connected() and not subscriber.closed:
+                        try:
+                            await asyncio.wait_for(subscriber.wake.wait(), STREAM_PING_SECONDS)
+                        except asyncio.TimeoutError:
+                            continue  # the ping task notices dead clients meanwhile
+                        overflowed, subscriber.overflowed = subscriber.overflowed, False
+                        for message in subscriber.take():
+                            await send(message)
+                        if overflowed:
+                            await catch_up()
+                except (ConnectionResetError, asyncio.TimeoutError):
+                    pass  # the client went away, or stalled past the send timeout
+            return response
+        finally:
+            hub.unsubscribe(subscriber)
+
+
+async def check_database(store: MessageStore) -> dict[str, object]:
+    try:
+        await asyncio.wait_for(store.check(), READINESS_CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        return {"ok": False, "detail": f"database not writable: {exc or type(exc).__name__}"}
+    return {"ok": True, "detail": "writable"}
+
+
+async def check_crawler(crawler: CrawlerClient) -> dict[str, object]:
+    result: dict[str, object] = {"location": crawler.location, "progress": None}
+    try:
+        await asyncio.wait_for(crawler.health(), READINESS_CHECK_TIMEOUT_SECONDS)
+    except CrawlerNotConfigured:
+        return {**result, "ok": False, "state": "not configured", "detail": "CRAWLER_BASE_URL is not set"}
+    except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
+        return {**result, "ok": False, "state": "unreachable", "detail": str(exc) or "no answer in time"}
+    try:
+        status = await asyncio.wait_for(crawler.status(), READINESS_CHECK_TIMEOUT_SECONDS)
+        result["progress"] = status.model_dump()
+    except (CrawlerUnavailable, asyncio.TimeoutError):
+        pass  # an original crawler has no /status; reachable is what matters
+    return {**result, "ok": True, "state": "ok", "detail": "reachable"}
+
+
+def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Application:
+    """Build the api app; its database and client session open in ``cleanup_ctx``."""
+    cors = CorsPolicy(settings.api_cors_origins)
+    app = web.Application(middlewares=[json_errors, cors.middleware])
+    app[keys.API_SETTINGS] = settings
+    app[keys.CRAWLER_CLIENT] = crawler
+    app[keys.MESSAGE_HUB] = MessageHub()
+    app[keys.CORS_POLICY] = cors
+    app.on_response_prepare.append(cors.on_response_prepare)
+    app.cleanup_ctx.append(message_store_ctx)
+    app.cleanup_ctx.append(crawler_client_ctx)
+    app.on_shutdown.append(close_streams)
+
+    handlers = ApiHandlers(settings)
+    app.router.add_get("/", handlers.describe)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/messages", handlers.list_messages)
+    app.router.add_post("/messages", handlers.post_message)
+    app.router.add_get("/messages/stream", handlers.stream)
+    return app
+
+
+async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
+    path = app[keys.API_SETTINGS].api_db_filepath
+    if not path:
+        log.warning("API_DB_FILEPATH is not set: messages are kept in memory and lost on exit")
+    store = await MessageStore.open(path or None)
+    app[keys.MESSAGE_STORE] = store
+    log.info("message store ready at %s", path or "memory")
+    yield
+    await store.close()
+
+
+async def crawler_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    client = app[keys.CRAWLER_CLIENT]
+    if isinstance(client, HttpCrawlerClient):
+        await client.start()
+        yield
+        await client.close()
+    else:
+        yield
+
+
+async def close_streams(app: web.Application) -> None:
+    app[keys.MESSAGE_HUB].close()

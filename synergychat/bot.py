@@ -1,0 +1,58 @@
+"""crawler-bot: turns a ``/stats`` query into the reply the chat shows."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from .commands import CommandError, StatsQuery
+from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, KeywordCount
+
+log = logging.getLogger(__name__)
+
+BOT_USERNAME = "crawler-bot"
+NOT_CONFIGURED_REPLY = "Crawler worker not configured"
+UNAVAILABLE_REPLY = (
+    "Beep boop! I can't reach the crawler right now, so I have no numbers for you. "
+    "Please try again in a minute."
+)
+
+
+def describe_counts(counts: list[KeywordCount], books_read: int | None) -> str:
+    """The original's sentence, then a per-keyword breakdown (never the crawler's address)."""
+    total = sum(row["Count"] for row in counts)
+    reply = f"Beep boop! I have found {total} matches so far in books matching your request."
+    per_keyword: Counter[str] = Counter()
+    for row in counts:
+        per_keyword[row["Keyword"]] += row["Count"]
+    if per_keyword:
+        breakdown = ", ".join(f"{keyword}: {count}" for keyword, count in per_keyword.most_common())
+        books = len({row["BookTitle"] for row in counts})
+        reply += f" {breakdown} (in {books} book{'s' if books != 1 else ''})."
+    if books_read is not None:
+        reply += f" I have read {books_read} book{'s' if books_read != 1 else ''} so far."
+    return reply
+
+
+async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError) -> str:
+    """Never raises: every failure becomes an honest, short reply."""
+    if isinstance(query, CommandError):
+        return f"Beep boop! {query.reason}"
+    try:
+        counts = await crawler.stats(query.keywords, query.title)
+    except CrawlerNotConfigured:
+        return NOT_CONFIGURED_REPLY
+    except CrawlerUnavailable as exc:
+        log.warning("/stats failed: %s", exc)
+        return UNAVAILABLE_REPLY
+    try:
+        status = await crawler.status()
+    except (CrawlerNotConfigured, CrawlerUnavailable):
+        status = None  # the original crawler has no /status; the counts alone still answer
+    reply = describe_counts(counts, status.books_counted if status else None)
+    if status is not None:
+        tracked = set(getattr(status, "keywords", None) or ())
+        unknown = [keyword for keyword in query.keywords if tracked and keyword not in tracked]
+        if unknown:
+            reply += f" I don't count {', '.join(unknown)}; I count {', '.join(sorted(tracked))}."
+    return reply

@@ -1,0 +1,22 @@
+"""Typed keys for what the apps keep on ``web.Application`` (one place, no string keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .cors import CorsPolicy
+from .live import MessageHub
+from .settings import ApiSettings, WebSettings
+from .storage import MessageStore
+from .transport import CrawlerClient
+
+API_SETTINGS = web.AppKey("api_settings", ApiSettings)
+MESSAGE_STORE = web.AppKey("message_store", MessageStore)
+MESSAGE_HUB = web.AppKey("message_hub", MessageHub)
+CRAWLER_CLIENT = web.AppKey("crawler_client", CrawlerClient)
+CORS_POLICY = web.AppKey("cors_policy", CorsPolicy)
+WEB_SETTINGS = web.AppKey("web_settings", WebSettings)
+INDEX_HTML = web.AppKey("index_html", str)
+STATIC_FILES = web.AppKey("static_files", dict[str, Path])

@@ -1,0 +1,109 @@
+"""Reading and checking what clients send the api; every problem is a 4xx with a JSON error."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_USERNAME_CHARS = 64
+MAX_TEXT_CHARS = 4000
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class ClientError(Exception):
+    """A request we refuse; becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class NewMessage(BaseModel):
+    # Unknown fields (an id a client echoes back) are ignored, as the original does.
+    model_config = ConfigDict(extra="ignore")
+
+    AuthorUsername: Annotated[
+        StrictStr,
+        # No control characters: a name is one line of text.
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USERNAME_CHARS,
+                          pattern=r"^[^\x00-\x1f\x7f]*$"),
+    ]
+    Text: Annotated[
+        StrictStr,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS,
+                          pattern=r"^[^\x00]*$"),
+    ]
+
+
+async def read_capped_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refusing (413) anything over ``limit`` whether or not Content-Length says so."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ClientError(413, f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(413, f"request body is larger than {limit} bytes")
+    return b"".join(chunks)
+
+
+def parse_new_message(body: bytes) -> NewMessage:
+    try:
+        decoded = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ClientError(400, "request body is not valid UTF-8") from None
+    try:
+        data = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise ClientError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(data, dict):
+        raise ClientError(400, 'request body must be a JSON object like {"AuthorUsername": "...", "Text": "..."}')
+    try:
+        return NewMessage.model_validate(data)
+    except ValidationError as exc:
+        raise ClientError(400, describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        kind = error["type"]
+        if kind == "missing":
+            problems.append(f"{field} is required")
+        elif kind == "string_type":
+            problems.append(f"{field} must be a string")
+        elif kind == "string_too_short":
+            problems.append(f"{field} must not be empty")
+        elif kind == "string_too_long":
+            problems.append(f"{field} must be at most {error['ctx']['max_length']} characters")
+        elif kind == "string_pattern_mismatch":
+            problems.append(f"{field} must not contain control characters")
+        else:
+            problems.append(f"{field}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def parse_int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ClientError(400, f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ClientError(400, f"{name} must be between {low} and {high}, got {value}")
+    return value
