@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# One image for every role; ROLE picks it (web, api, crawler or all).
+# The base is a build arg so machines that can't pull build on a local Python
+# base (see scripts/build-base-image.sh); both stages must use the same base,
+# since the venv links to its python3.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python3 -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+# Exactly the pinned runtime dependencies, nothing from the dev requirements.
+RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
+COPY synergychat /app/synergychat
+# Compile once here: the root filesystem is read-only at run time.
+RUN /opt/venv/bin/python -m compileall -q /opt/venv /app/synergychat
+
+FROM ${PYTHON_IMAGE}
+ARG UID=10001
+ARG GID=10001
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ROLE=all
+RUN groupadd --gid "${GID}" synergychat \
+    && useradd --uid "${UID}" --gid "${GID}" --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin synergychat \
+    && mkdir /data \
+    && chown "${UID}:${GID}" /data
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
+WORKDIR /app
+# The databases go under /data (API_DB_FILEPATH=/data/api/messages.db,
+# CRAWLER_DB_PATH=/data/crawler); a fresh named volume there inherits this
+# owner, so the non-root user can write it.
+USER ${UID}:${GID}
+EXPOSE 8080
+ENTRYPOINT ["python3", "-m", "synergychat"]
