@@ -78,6 +78,7 @@ def messages_json(messages: list[Message]) -> list[dict[str, object]]:
 class ApiHandlers:
     def __init__(self, settings: ApiSettings) -> None:
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
+        self._crawler_timeout = settings.crawler_timeout_seconds
 
     async def describe(self, request: web.Request) -> web.Response:
         # Load balancers probe GET / by default; answering 200 here keeps them happy.
@@ -120,7 +121,9 @@ class ApiHandlers:
         message = await store.add(new.AuthorUsername, mask_blocked_words(new.Text, self._blocked))
         hub.publish(message)
         if is_stats_command(new.Text):
-            reply = await answer_stats(request.app[keys.CRAWLER_CLIENT], parse_stats_command(new.Text))
+            reply = await answer_stats(
+                request.app[keys.CRAWLER_CLIENT], parse_stats_command(new.Text), self._crawler_timeout
+            )
             hub.publish(await store.add(BOT_USERNAME, reply))
         page = await store.page(DEFAULT_PAGE_SIZE)
         return web.json_response(messages_json(page), status=201)

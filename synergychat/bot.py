@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 
@@ -34,20 +35,24 @@ def describe_counts(counts: list[KeywordCount], books_read: int | None) -> str:
     return reply
 
 
-async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError) -> str:
-    """Never raises: every failure becomes an honest, short reply."""
+async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError, timeout: float) -> str:
+    """Never raises: every failure becomes an honest, short reply.
+
+    ``timeout`` bounds each call to the crawler, in-process as well as over HTTP,
+    so the user's POST never hangs on a stuck crawler.
+    """
     if isinstance(query, CommandError):
         return f"Beep boop! {query.reason}"
     try:
-        counts = await crawler.stats(query.keywords, query.title)
+        counts = await asyncio.wait_for(crawler.stats(query.keywords, query.title), timeout)
     except CrawlerNotConfigured:
         return NOT_CONFIGURED_REPLY
-    except CrawlerUnavailable as exc:
-        log.warning("/stats failed: %s", exc)
+    except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
+        log.warning("/stats failed: %s", exc or "the crawler did not answer in time")
         return UNAVAILABLE_REPLY
     try:
-        status = await crawler.status()
-    except (CrawlerNotConfigured, CrawlerUnavailable):
+        status = await asyncio.wait_for(crawler.status(), timeout)
+    except (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError):
         status = None  # the original crawler has no /status; the counts alone still answer
     reply = describe_counts(counts, status.books_counted if status else None)
     if status is not None:

@@ -58,10 +58,25 @@ async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
     return len(steps)
 
 
+# Readiness must not wait long behind another writer: that *is* the failure it reports.
+PROBE_BUSY_TIMEOUT_SECONDS = 1.0
+
+
 async def check_writable(conn: aiosqlite.Connection) -> None:
-    """Raise unless the database can take a write lock right now (readiness)."""
-    await conn.execute("BEGIN IMMEDIATE")
-    await conn.execute("ROLLBACK")
+    """Raise unless the database file can take a write lock right now (readiness).
+
+    The probe uses its own short-lived connection: a write lock taken and rolled
+    back on the store's shared connection could roll back a concurrent insert.
+    """
+    async with conn.execute("PRAGMA database_list") as cursor:
+        rows = await cursor.fetchall()
+    path = next((row[2] for row in rows if row[1] == "main"), "")
+    if not path:  # in memory: nothing else can lock it
+        await conn.execute("SELECT 1")
+        return
+    async with aiosqlite.connect(path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as probe:
+        await probe.execute("BEGIN IMMEDIATE")
+        await probe.rollback()
 
 
 def utc_now_iso() -> str:

@@ -1,0 +1,117 @@
+"""The push channel: Server-Sent Events at /messages/stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+
+from synergychat import keys, live
+from tests.conftest import post_message
+
+
+async def read_events(response: ClientResponse, count: int, timeout: float = 2.0) -> list[dict[str, Any]]:
+    """Read ``count`` message events (skipping pings) within ``timeout`` seconds."""
+    events: list[dict[str, Any]] = []
+    current: dict[str, str] = {}
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            line = (await response.content.readline()).decode().rstrip("\r\n")
+            if line == "":
+                if "data" in current:
+                    events.append({"sse_id": current.get("id"), "event": current.get("event"), **json.loads(current["data"])})
+                current = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                current[field] = value
+    return events
+
+
+async def test_new_message_arrives_within_a_second(api_client: Any) -> None:
+    async with api_client.get("/messages/stream") as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        await post_message(api_client, "ann", "live!")
+        [event] = await read_events(stream, 1, timeout=1.0)
+    assert event["event"] == "message"
+    assert event["Text"] == "live!" and event["AuthorUsername"] == "ann"
+    # The SSE id is the message id, so a reconnecting EventSource resumes from it.
+    assert event["sse_id"] == str(event["id"])
+
+
+async def test_event_ids_are_message_ids_and_bot_replies_stream_too(api_client: Any) -> None:
+    async with api_client.get("/messages/stream") as stream:
+        page = await post_message(api_client, "ann", "/stats")
+        events = await read_events(stream, 2)
+    assert [e["AuthorUsername"] for e in events] == ["ann", "crawler-bot"]
+    assert [e["id"] for e in events] == [m["id"] for m in page[-2:]]
+
+
+async def test_no_history_without_after(api_client: Any) -> None:
+    await post_message(api_client, "ann", "old")
+    async with api_client.get("/messages/stream") as stream:
+        await post_message(api_client, "ann", "new")
+        [event] = await read_events(stream, 1)
+    assert event["Text"] == "new"
+
+
+@pytest.mark.parametrize("how", ["last-event-id", "after"])
+async def test_reconnect_replays_what_was_missed(api_client: Any, how: str) -> None:
+    first = (await post_message(api_client, "ann", "seen"))[-1]
+    await post_message(api_client, "ann", "missed 1")
+    await post_message(api_client, "ann", "missed 2")
+    kwargs: dict[str, Any] = (
+        {"headers": {"Last-Event-ID": str(first["id"])}} if how == "last-event-id" else {"params": {"after": str(first["id"])}}
+    )
+    async with api_client.get("/messages/stream", **kwargs) as stream:
+        await post_message(api_client, "ann", "live")
+        events = await read_events(stream, 3)
+    assert [e["Text"] for e in events] == ["missed 1", "missed 2", "live"]
+
+
+async def test_slow_subscriber_catches_up_from_the_database(api_client: Any, monkeypatch: Any) -> None:
+    # A subscriber whose backlog overflows costs no memory: it re-reads from the database.
+    monkeypatch.setattr(live, "SUBSCRIBER_BACKLOG", 3)
+    async with api_client.get("/messages/stream") as stream:
+        await asyncio.gather(*(post_message(api_client, "ann", f"burst {n}") for n in range(20)))
+        events = await read_events(stream, 20, timeout=5)
+    assert sorted(e["Text"] for e in events) == sorted(f"burst {n}" for n in range(20))
+    ids = [e["id"] for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == 20
+
+
+async def test_many_streams_each_get_every_message(api_client: Any) -> None:
+    streams = [await api_client.get("/messages/stream") for _ in range(10)]
+    try:
+        await post_message(api_client, "ann", "to all")
+        for stream in streams:
+            [event] = await read_events(stream, 1)
+            assert event["Text"] == "to all"
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+async def test_disconnected_stream_is_forgotten(api_client: Any) -> None:
+    hub = api_client.app[keys.MESSAGE_HUB]
+    stream = await api_client.get("/messages/stream")
+    await asyncio.sleep(0.1)
+    assert len(hub) == 1
+    stream.close()
+    await post_message(api_client, "ann", "nobody listens")
+    for _ in range(50):
+        if len(hub) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert len(hub) == 0
+
+
+async def test_shutdown_ends_open_streams(api_client: Any) -> None:
+    stream = await api_client.get("/messages/stream")
+    await asyncio.sleep(0.1)
+    await api_client.app.shutdown()
+    async with asyncio.timeout(2):
+        rest = await stream.content.read()
+    assert rest == b"" or rest.startswith(b":")
