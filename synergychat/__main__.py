@@ -11,14 +11,18 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from .roles import Role, build_app, listen_port, load_settings
+from .settings import StartupError
 
 # Shorter than Kubernetes' default 30 s grace period, so in-flight requests finish before SIGKILL.
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
 
 
-def fail(message: str) -> None:
+PORT_VARIABLES = {Role.WEB: "WEB_PORT", Role.ALL: "WEB_PORT", Role.API: "API_PORT", Role.CRAWLER: "CRAWLER_PORT"}
+
+
+def fail(message: str, status: int = 2) -> None:
     print(f"synergychat: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 def describe_invalid_settings(error: ValidationError) -> str:
@@ -59,12 +63,18 @@ def main(argv: list[str] | None = None) -> None:
         fail(describe_invalid_settings(error))
     port = listen_port(role, settings)
     logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
-    web.run_app(
-        build_app(role, settings),
-        port=port,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-        print=None,
-    )
+    try:
+        web.run_app(
+            build_app(role, settings),
+            port=port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+            print=None,
+        )
+    except StartupError as error:
+        fail(str(error), status=1)
+    except OSError as error:
+        # Almost always the port: in use, or privileged.
+        fail(f"cannot listen on port {port} ({PORT_VARIABLES[role]}): {error.strerror or error}", status=1)
 
 
 if __name__ == "__main__":

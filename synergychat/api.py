@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
 from .live import MessageHub
-from .settings import ApiSettings
+from .settings import ApiSettings, StartupError
 from .storage import Message, MessageStore
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
@@ -224,7 +225,10 @@ async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
     path = app[keys.API_SETTINGS].api_db_filepath
     if not path:
         log.warning("API_DB_FILEPATH is not set: messages are kept in memory and lost on exit")
-    store = await MessageStore.open(path or None)
+    try:
+        store = await MessageStore.open(path or None)
+    except (OSError, sqlite3.Error, RuntimeError) as exc:
+        raise StartupError(f"API_DB_FILEPATH={path!r}: cannot open the message database: {exc}") from exc
     app[keys.MESSAGE_STORE] = store
     log.info("message store ready at %s", path or "memory")
     yield

@@ -19,6 +19,12 @@ DEFAULT_KEYWORDS = ("love", "hate", "joy", "sadness", "anger", "disgust", "fear"
 DEFAULT_BLOCKED_WORDS = ("heck", "darn", "fetch")
 PUBLIC_GUTENDEX_URL = "https://gutendex.com"
 
+
+
+class StartupError(Exception):
+    """A role can't start (a database it can't open, ...); the message names the variable to fix."""
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

@@ -153,3 +153,18 @@ def test_concurrent_clients_against_a_real_process_lose_nothing(tmp_path: Path) 
         assert statuses == [201] * 300
         _, listed = http_json("GET", api.url + "/messages?limit=1000")
     assert sorted(m["Text"] for m in listed) == sorted(f"t{n}" for n in range(300))
+
+
+def test_unopenable_database_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_once(["--role", "api"], {"API_PORT": str(free_port()), "API_DB_FILEPATH": str(blocker / "m.db")})
+    assert result.returncode == 1
+    assert "synergychat: API_DB_FILEPATH=" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    with running_role("api", tmp_path) as api:
+        result = run_once(["--role", "api"], {"API_PORT": str(api.port)})
+    assert result.returncode == 1
+    assert f"cannot listen on port {api.port} (API_PORT)" in result.stderr and "Traceback" not in result.stderr
