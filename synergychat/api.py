@@ -72,10 +72,6 @@ async def json_errors(
         return json_error(500, "internal error")
 
 
-def messages_json(messages: list[Message]) -> list[dict[str, object]]:
-    return [message.to_json() for message in messages]
-
-
 class ApiHandlers:
     def __init__(self, settings: ApiSettings) -> None:
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
@@ -112,8 +108,8 @@ class ApiHandlers:
         limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
         before = parse_int_param(request, "before", None, 1, 2**63 - 1)
         assert limit is not None
-        page = await request.app[keys.MESSAGE_STORE].page(limit, before)
-        return web.json_response(messages_json(page))
+        page = await request.app[keys.MESSAGE_STORE].page_json(limit, before)
+        return web.Response(text=page, content_type="application/json")
 
     async def post_message(self, request: web.Request) -> web.Response:
         new = parse_new_message(await read_capped_body(request))
@@ -126,8 +122,8 @@ class ApiHandlers:
                 request.app[keys.CRAWLER_CLIENT], parse_stats_command(new.Text), self._crawler_timeout
             )
             hub.publish(await store.add(BOT_USERNAME, reply))
-        page = await store.page(DEFAULT_PAGE_SIZE)
-        return web.json_response(messages_json(page), status=201)
+        page = await store.page_json(DEFAULT_PAGE_SIZE)
+        return web.Response(text=page, status=201, content_type="application/json")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: replay what the client missed, then every new message."""

@@ -91,6 +91,9 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append(f"{field} must be at most {error['ctx']['max_length']} characters")
         elif kind == "string_pattern_mismatch":
             problems.append(f"{field} must not contain control characters")
+        elif kind == "string_unicode":
+            # JSON may carry lone surrogates ("\ud800"): not text UTF-8 or SQLite can hold.
+            problems.append(f"{field} must be valid Unicode text (no lone surrogates)")
         else:
             problems.append(f"{field}: {error['msg']}")
     return "; ".join(problems)

@@ -39,6 +39,8 @@ async def post_raw(client: Any, body: bytes, expected_status: int, **kwargs: Any
         # a name is one line: no newlines or other control characters
         (b'{"AuthorUsername": "a\\nb", "Text": "hi"}', "AuthorUsername must not contain control characters"),
         (b'{"AuthorUsername": "ann", "Text": "nul\\u0000byte"}', "Text must not contain control characters"),
+        # valid JSON, but not text that UTF-8 (or SQLite) can hold
+        (b'{"AuthorUsername": "ann", "Text": "half \\ud800 pair"}', "Text must be valid Unicode text (no lone surrogates)"),
     ],
 )
 async def test_bad_bodies(api_client: Any, body: bytes, fragment: str) -> None:
