@@ -1,0 +1,678 @@
+"""The doctor's hops: walk a deployment the way a browser (and a load balancer) meets it.
+
+page → the API_URL it hands the browser → the page's CSP → the api's healthz,
+readyz (database, and the crawler at CRAWLER_BASE_URL), messages, messages/stream
+→ CORS for the page's origin → a load balancer's ``GET /`` on the api.
+
+Each hop adds one Check. A failed hop carries one sentence: what is probably
+wrong and which setting to change. When the api does not answer like the api,
+the hops after it are skipped: their failures would only repeat the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from yarl import URL
+
+from .doctor_http import Answer, Failure, Http, Unreachable
+from .doctor_page import (
+    ConfigError,
+    PageKind,
+    api_url_from_config,
+    api_url_from_original_script,
+    csp_blocking_directive,
+    is_loopback_host,
+    is_unspecified_host,
+    looks_like_bare_host,
+    origin_of,
+    parse_page,
+    resolve_api_base,
+    same_machine_names,
+    scheme_mistake,
+)
+
+HOPS = ("page", "api-url", "csp", "healthz", "readyz", "crawler", "messages", "stream", "cors", "lb-root")
+# The original page loads app.js; a page with more scripts than this is not one of ours.
+MAX_SCRIPTS_TO_READ = 5
+# app.js polls an api without a stream this often (LEGACY_POLL_MS).
+LEGACY_POLL_SECONDS = 5
+# Progress states of a crawl that has stopped making progress by itself.
+STALLED_CRAWL_STATES = frozenset({"failed", "failing", "error", "stopped", "crashed"})
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    url: str | None
+    saw: str
+    # One sentence: what is probably wrong, and what to change. Only for warn and fail.
+    problem: str | None = None
+    # The setting that sentence tells to change, for scripts.
+    variable: str | None = None
+
+
+@dataclass
+class Report:
+    page_url: str
+    api_url: str | None = None
+    api_base: str | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.status is not Status.FAIL for check in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        return {status.value: sum(c.status is status for c in self.checks) for status in Status}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "page_url": self.page_url,
+            "api_url": self.api_url,
+            "api_base": self.api_base,
+            "ok": self.ok,
+            "counts": self.counts(),
+            "checks": [{**asdict(check), "status": check.status.value} for check in self.checks],
+        }
+
+
+@dataclass
+class Page:
+    url: URL  # after redirects: what the browser resolves API_URL against
+    kind: PageKind
+    api_url: str
+    policies: list[str]
+
+
+class Doctor:
+    def __init__(self, http: Http, page_url: URL, *, lb_check: bool = True) -> None:
+        self.http = http
+        self.page_url = page_url
+        self.lb_check = lb_check
+        self.report = Report(page_url=str(page_url))
+
+    # ---- bookkeeping ---------------------------------------------------------------
+
+    def add(
+        self,
+        name: str,
+        status: Status,
+        url: URL | str | None,
+        saw: str,
+        problem: str | None = None,
+        variable: str | None = None,
+    ) -> None:
+        self.report.checks.append(Check(name, status, str(url) if url is not None else None, saw, problem, variable))
+
+    def skip_rest(self, reason: str) -> None:
+        done = {check.name for check in self.report.checks}
+        for name in HOPS:
+            if name not in done:
+                self.add(name, Status.SKIP, None, f"not checked: {reason}")
+
+    async def run(self) -> Report:
+        page = await self.check_page()
+        if page is None:
+            self.skip_rest("the page could not be read")
+            return self.report
+        self.report.api_url = page.api_url
+        base = self.check_api_url(page)
+        if base is None:
+            self.skip_rest("there is no api URL to call")
+            return self.report
+        self.report.api_base = str(base)
+        self.check_csp(page, base)
+        if not await self.check_healthz(page, base):
+            self.skip_rest("the api did not answer its healthz")
+            return self.report
+        readiness = await self.check_readyz(base)
+        self.check_crawler(base, readiness)
+        messages = await self.check_messages(page, base)
+        await self.check_stream(page, base)
+        await self.check_cors(page, base, messages)
+        await self.check_lb_root(base)
+        return self.report
+
+    # ---- the page --------------------------------------------------------------------
+
+    async def check_page(self) -> Page | None:
+        url = self.page_url
+        try:
+            answer = await self.http.request("GET", url, {"Accept": "text/html,*/*;q=0.8"})
+        except Unreachable as err:
+            if err.kind is Failure.CERTIFICATE:
+                problem = (
+                    f"The page's TLS certificate is not trusted ({err.reason}): browsers warn before showing it; "
+                    "use a trusted certificate, or pass --insecure to check the rest."
+                )
+            else:
+                problem = (
+                    f"Nothing answered at {url} ({err.reason}): check the address, that the web role is running, "
+                    "and that the published port or route leads to its WEB_PORT."
+                )
+            self.add("page", Status.FAIL, url, err.reason, problem, "WEB_PORT")
+            return None
+        seen = answer.summary()
+        if answer.redirects:
+            seen += f" (redirected from {answer.redirects[0]})"
+        if answer.status != 200:
+            problem, variable = _page_status_problem(answer)
+            self.add("page", Status.FAIL, answer.url, seen, problem, variable)
+            return None
+
+        parts = parse_page(answer.text())
+        policies = list(answer.headers.getall("Content-Security-Policy", [])) + parts.meta_policies
+        if parts.config_text is not None:
+            try:
+                api_url = api_url_from_config(parts.config_text)
+            except ConfigError as exc:
+                problem = (
+                    f"The page's configuration is broken: {exc}; the web role writes it from API_URL, "
+                    "so check that API_URL is plain text and that nothing rewrites the page."
+                )
+                self.add("page", Status.FAIL, answer.url, seen, problem, "API_URL")
+                return None
+            self.add("page", Status.OK, answer.url, f"{seen}, a SynergyChat page")
+            return Page(answer.url, PageKind.CONFIG, api_url, policies)
+
+        original = await self._find_original_api_url(answer.url, parts.script_srcs)
+        if original is not None:
+            self.add("page", Status.OK, answer.url, f"{seen}, the original SynergyChat page (API_URL in app.js)")
+            return Page(answer.url, PageKind.ORIGINAL, original, policies)
+
+        if answer.content_type == "application/json" or answer.body.lstrip()[:1] in (b"{", b"["):
+            problem = (
+                f"{answer.url} answers JSON, not the chat page: it is probably the api's address; "
+                "give the doctor the URL users open in their browser."
+            )
+        else:
+            problem = (
+                f"{answer.url} is not a SynergyChat page (no {'synergychat-config'} script, no app.js with "
+                "apiUrl): check that the URL, or the proxy route for it, leads to the web role."
+            )
+        self.add("page", Status.FAIL, answer.url, seen, problem)
+        return None
+
+    async def _find_original_api_url(self, page_url: URL, script_srcs: list[str]) -> str | None:
+        for src in script_srcs[:MAX_SCRIPTS_TO_READ]:
+            script_url = page_url.join(URL(src))
+            if origin_of(script_url) != origin_of(page_url):
+                continue  # a CDN script (tailwind, htmx) is never the page's own
+            try:
+                answer = await self.http.request("GET", script_url)
+            except Unreachable:
+                continue
+            if answer.status == 200 and (api_url := api_url_from_original_script(answer.text())) is not None:
+                return api_url
+        return None
+
+    # ---- API_URL as the browser resolves it ----------------------------------------
+
+    def check_api_url(self, page: Page) -> URL | None:
+        value = page.api_url
+        shown = value or '""'
+        if not value:
+            problem = (
+                "API_URL is empty: the page loads but cannot chat; set API_URL on the web role to the api's "
+                "address as the browser sees it (a path such as /api/ that a proxy routes to the api, "
+                "or http://<server>:8081)."
+            )
+            self.add("api-url", Status.FAIL, None, 'API_URL is ""', problem, "API_URL")
+            return None
+        if (scheme := scheme_mistake(value)) is not None:
+            problem = (
+                f"API_URL is {value}, without http://: the browser reads {scheme!r} as a URL scheme and "
+                f"cannot call it; write it as http://{value} (or https://)."
+            )
+            self.add("api-url", Status.FAIL, None, f"API_URL {shown}", problem, "API_URL")
+            return None
+        try:
+            base = resolve_api_base(value, page.url, page.kind)
+        except ValueError as exc:
+            problem = f"API_URL is {value}, which the browser cannot turn into an http(s) URL ({exc}); fix API_URL."
+            self.add("api-url", Status.FAIL, None, f"API_URL {shown}", problem, "API_URL")
+            return None
+        saw = f"API_URL {shown} resolves against the page to {base}"
+        if page.kind is PageKind.ORIGINAL:
+            saw += f" (the original page calls {base.join(URL('messages'))})"
+
+        if looks_like_bare_host(value):
+            problem = (
+                f"API_URL is {value}, without http://: the browser takes it for a path next to the page "
+                f"({base}); write http://{value} (or https://)."
+            )
+            self.add("api-url", Status.FAIL, base, saw, problem, "API_URL")
+            return None
+        page_host, api_host = page.url.host, base.host
+        if is_unspecified_host(api_host):
+            problem = (
+                f"API_URL is {value}: {api_host} is an address servers listen on, not one browsers can call; "
+                "use the server's name, or a path such as /api/ that a proxy routes to the api."
+            )
+            self.add("api-url", Status.FAIL, base, saw, problem, "API_URL")
+        elif is_loopback_host(api_host) and not same_machine_names(api_host, page_host):
+            problem = (
+                f"API_URL is {value}: the browser of anyone not on the server will call its own machine; "
+                "set API_URL to an address other machines reach (the server's name, or a path such as /api/ "
+                "that a proxy routes to the api)."
+            )
+            self.add("api-url", Status.FAIL, base, saw, problem, "API_URL")
+        elif page.url.scheme == "https" and base.scheme == "http":
+            problem = (
+                f"The page is served over https but API_URL is {value}: browsers block these mixed-content "
+                "calls; use an https:// API_URL, or a path such as /api/ served by the same proxy."
+            )
+            self.add("api-url", Status.FAIL, base, saw, problem, "API_URL")
+        else:
+            self.add("api-url", Status.OK, base, saw)
+        return base
+
+    def check_csp(self, page: Page, base: URL) -> None:
+        target = base.join(URL("messages"))
+        if not page.policies:
+            self.add("csp", Status.OK, page.url, "no Content-Security-Policy: the page may connect anywhere")
+            return
+        blocking = csp_blocking_directive(page.policies, page.url, target)
+        if blocking is None:
+            self.add("csp", Status.OK, page.url, f"Content-Security-Policy allows connecting to {origin_of(target)}")
+            return
+        problem = (
+            f"The page's Content-Security-Policy ({blocking}) does not let the browser connect to "
+            f"{origin_of(target)}: every call to the api will be refused; the web role allows API_URL's origin, "
+            "so remove or widen a Content-Security-Policy that a proxy adds, or make API_URL match it."
+        )
+        self.add("csp", Status.FAIL, page.url, f"Content-Security-Policy: {blocking}", problem, "API_URL")
+
+    # ---- the api ---------------------------------------------------------------------
+
+    async def check_healthz(self, page: Page, base: URL) -> bool:
+        url = base.join(URL("healthz"))
+        try:
+            answer = await self.http.request("GET", url)
+        except Unreachable as err:
+            problem = _api_unreachable_problem(err, url, base, page)
+            self.add("healthz", Status.FAIL, url, err.reason, problem, "API_URL")
+            return False
+        body = _json_or_none(answer)
+        if answer.status == 200 and isinstance(body, dict) and body.get("status") == "ok":
+            self.add("healthz", Status.OK, url, answer.summary())
+            return True
+        problem, variable = _not_the_api_problem(answer, url, base, page)
+        self.add("healthz", Status.FAIL, url, answer.summary(), problem, variable)
+        return False
+
+    async def check_readyz(self, base: URL) -> dict[str, Any] | None:
+        url = base.join(URL("readyz"))
+        try:
+            answer = await self.http.request("GET", url)
+        except Unreachable as err:
+            self.add("readyz", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            return None
+        body = _json_or_none(answer)
+        checks = body.get("checks") if isinstance(body, dict) else None
+        if answer.status == 404:
+            problem = (
+                "The api has no readyz (the original Go api?): the doctor cannot ask it about its database "
+                "and its crawler; the rest of the chat can still work."
+            )
+            self.add("readyz", Status.WARN, url, answer.summary(), problem)
+            return None
+        if answer.status not in (200, 503) or not isinstance(checks, dict):
+            problem = f"{url} answered {answer.summary()}, not the api's readiness report: check the api's log."
+            self.add("readyz", Status.FAIL, url, answer.summary(), problem)
+            return None
+        database = checks.get("database") if isinstance(checks.get("database"), dict) else {}
+        saw = f"HTTP {answer.status} {body.get('status')!s}; database: {database.get('detail', '?')}"
+        if database.get("ok") is not True:
+            problem = (
+                f"The api's database is not usable ({database.get('detail', 'no detail')}): check "
+                "API_DB_FILEPATH (a writable path; in Kubernetes on a volume, with fsGroup set)."
+            )
+            self.add("readyz", Status.FAIL, url, saw, problem, "API_DB_FILEPATH")
+        elif answer.status != 200:
+            self.add("readyz", Status.FAIL, url, saw, f"The api says it is not ready ({body}): check its log.")
+        else:
+            self.add("readyz", Status.OK, url, saw)
+        return checks
+
+    def check_crawler(self, base: URL, readiness: dict[str, Any] | None) -> None:
+        url = base.join(URL("readyz"))
+        if readiness is None:
+            self.add("crawler", Status.SKIP, url, "not checked: the api gave no readiness report")
+            return
+        crawler = readiness.get("crawler")
+        if not isinstance(crawler, dict):
+            self.add("crawler", Status.WARN, url, "readyz says nothing about the crawler",
+                     "The api's readiness report has no crawler entry: it cannot tell whether /stats works.")
+            return
+        state = crawler.get("state")
+        location = crawler.get("location")
+        detail = crawler.get("detail") or ""
+        if state == "not configured":
+            problem = (
+                "CRAWLER_BASE_URL is not set on the api: /stats answers that the crawler is not configured; "
+                "set it to the crawler's address as the api sees it (http://crawler:8080 in compose, "
+                "http://crawler-service in Kubernetes)."
+            )
+            self.add("crawler", Status.WARN, url, "not configured", problem, "CRAWLER_BASE_URL")
+            return
+        if state != "ok" or crawler.get("ok") is not True:
+            if location == "in-process":
+                problem = f"The crawler inside the api's process is not healthy ({detail}): see that process's log."
+                self.add("crawler", Status.FAIL, url, f"in-process: {state}, {detail}", problem)
+                return
+            loopback = is_loopback_host(URL(str(location or "")).host)
+            problem = (
+                f"The api cannot reach the crawler at CRAWLER_BASE_URL={location}: check that the "
+                "crawler is running and that CRAWLER_BASE_URL names it as the api's network sees it"
+                + (" (in a container localhost is the api itself)" if loopback else "")
+                + ", for example http://crawler:8080 in compose or http://crawler-service in Kubernetes."
+            )
+            self.add("crawler", Status.FAIL, url, f"{location}: {state}, {detail}", problem, "CRAWLER_BASE_URL")
+            return
+        saw = f"{location}: reachable; {_describe_progress(crawler.get('progress'))}"
+        progress = crawler.get("progress")
+        crawl_state = progress.get("state") if isinstance(progress, dict) else None
+        if isinstance(crawl_state, str) and crawl_state.lower() in STALLED_CRAWL_STATES:
+            problem = (
+                f"The crawler answers but its crawl is {crawl_state}: it counts no more books; check "
+                "CRAWLER_SOURCE_URL (the Gutendex it reads) and the crawler's log."
+            )
+            self.add("crawler", Status.WARN, url, saw, problem, "CRAWLER_SOURCE_URL")
+            return
+        self.add("crawler", Status.OK, url, saw)
+
+    async def check_messages(self, page: Page, base: URL) -> Answer | None:
+        url = base.join(URL("messages"))
+        try:
+            answer = await self.http.request("GET", url, _browser_headers(page, base, "application/json"))
+        except Unreachable as err:
+            self.add("messages", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            return None
+        body = _json_or_none(answer)
+        if answer.status == 200 and isinstance(body, list):
+            if all(isinstance(m, dict) and isinstance(m.get("AuthorUsername"), str)
+                   and isinstance(m.get("Text"), str) for m in body):
+                self.add("messages", Status.OK, url, f"HTTP 200, {len(body)} message{'s' * (len(body) != 1)}")
+                return answer
+            problem = f"{url} answered a list, but not of messages (AuthorUsername, Text): is API_URL the api's?"
+            self.add("messages", Status.FAIL, url, answer.summary(), problem, "API_URL")
+            return None
+        problem, variable = _not_the_api_problem(answer, url, base, page)
+        self.add("messages", Status.FAIL, url, answer.summary(), problem, variable)
+        return None
+
+    async def check_stream(self, page: Page, base: URL) -> None:
+        url = base.join(URL("messages/stream"))
+        try:
+            # Headers are all the doctor waits for: an event stream never ends.
+            answer = await self.http.request(
+                "GET", url, _browser_headers(page, base, "text/event-stream"), read_body=False
+            )
+        except Unreachable as err:
+            self.add("stream", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            return
+        if answer.status == 200 and answer.content_type == "text/event-stream":
+            self.add("stream", Status.OK, url, "HTTP 200, text/event-stream")
+        elif answer.status == 404:
+            problem = (
+                "The api has no messages/stream: fine for the original Go api, which the page polls every "
+                f"{LEGACY_POLL_SECONDS} s; otherwise a proxy is not passing that path to the api."
+            )
+            self.add("stream", Status.WARN, url, answer.summary(), problem)
+        else:
+            problem = (
+                f"{url} answered {answer.summary()} instead of an event stream: new messages will not arrive "
+                "live; check the proxy in front of the api passes messages/stream through (unbuffered)."
+            )
+            self.add("stream", Status.FAIL, url, answer.summary(), problem)
+
+    async def check_cors(self, page: Page, base: URL, messages: Answer | None) -> None:
+        url = base.join(URL("messages"))
+        page_origin = origin_of(page.url)
+        if origin_of(base) == page_origin:
+            self.add("cors", Status.OK, url, f"the page and the api share the origin {page_origin}: no CORS needed")
+            return
+        headers = {
+            "Origin": page_origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        try:
+            # Browsers never follow a redirect on a preflight, so neither does the doctor.
+            answer = await self.http.request("OPTIONS", url, headers, follow_redirects=False)
+        except Unreachable as err:
+            self.add("cors", Status.FAIL, url, f"preflight: {err.reason}", _answers_healthz_only(url, err))
+            return
+        allow_origin = answer.headers.get("Access-Control-Allow-Origin")
+        saw = f"preflight from {page_origin}: HTTP {answer.status}, Access-Control-Allow-Origin {allow_origin or 'absent'}"
+        if 300 <= answer.status < 400:
+            problem = (
+                f"The preflight for {url} is redirected (HTTP {answer.status} to "
+                f"{answer.headers.get('Location', '?')}): browsers refuse redirected preflights; set API_URL to "
+                "the final address."
+            )
+            self.add("cors", Status.FAIL, url, saw, problem, "API_URL")
+            return
+        refused = not (200 <= answer.status < 300) or allow_origin not in ("*", page_origin)
+        if refused and (200 <= answer.status < 300 or answer.status == 403):
+            evidence = f"its preflight answered HTTP {answer.status} without allowing it"
+            self.add("cors", Status.FAIL, url, saw, _cors_problem(page_origin, evidence), "API_CORS_ORIGINS")
+            return
+        if refused:
+            problem = (
+                f"The preflight OPTIONS {url} answered HTTP {answer.status} without CORS headers: the browser "
+                "will block every call; something in front of the api (a proxy?) answers OPTIONS itself, "
+                "let it pass OPTIONS to the api."
+            )
+            self.add("cors", Status.FAIL, url, saw, problem)
+            return
+        allowed_headers = {
+            name.strip().lower() for name in answer.headers.get("Access-Control-Allow-Headers", "").split(",")
+        }
+        if not allowed_headers & {"content-type", "*"}:
+            problem = (
+                "The api's preflight answer does not allow the Content-Type header: the browser cannot post "
+                "messages as JSON; check that a proxy does not replace the api's Access-Control-Allow-Headers."
+            )
+            self.add("cors", Status.FAIL, url, saw, problem)
+            return
+        if messages is not None:
+            got = messages.headers.get("Access-Control-Allow-Origin")
+            if got not in ("*", page_origin):
+                saw = f"GET messages from {page_origin}: Access-Control-Allow-Origin {got or 'absent'}"
+                evidence = "its messages answer does not allow it"
+                self.add("cors", Status.FAIL, url, saw, _cors_problem(page_origin, evidence), "API_CORS_ORIGINS")
+                return
+        self.add("cors", Status.OK, url, f"{saw}; POST with Content-Type allowed")
+
+    async def check_lb_root(self, base: URL) -> None:
+        if not self.lb_check:
+            self.add("lb-root", Status.SKIP, base, "not checked: --no-lb-check")
+            return
+        try:
+            # A load balancer's health check follows no redirect: only a 200 counts.
+            answer = await self.http.request("GET", base, follow_redirects=False)
+        except Unreachable as err:
+            self.add("lb-root", Status.FAIL, base, err.reason, _answers_healthz_only(base, err))
+            return
+        if answer.status == 200:
+            self.add("lb-root", Status.OK, base,
+                     f"{answer.summary()}: a load balancer's default GET / health check passes")
+            return
+        problem = (
+            f"The api answers HTTP {answer.status} on GET {base}: a load balancer's default health check probes "
+            "GET / and needs a 200, so it would mark the api unhealthy (\"no healthy upstream\" on GKE); point "
+            "the health check at /healthz (on GKE a HealthCheckPolicy) or run an api that answers GET /."
+        )
+        self.add("lb-root", Status.FAIL, base, answer.summary(), problem)
+
+
+# ---- sentences shared by several hops -----------------------------------------------------
+
+
+def _json_or_none(answer: Answer) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None
+
+
+def _browser_headers(page: Page, base: URL, accept: str) -> dict[str, str]:
+    headers = {"Accept": accept}
+    # A browser sends Origin on every cross-origin fetch, and the api's CORS answer depends on it.
+    if origin_of(base) != origin_of(page.url):
+        headers["Origin"] = origin_of(page.url)
+    return headers
+
+
+def _page_status_problem(answer: Answer) -> tuple[str, str | None]:
+    if "no healthy upstream" in answer.text().lower():
+        return (
+            f"The gateway in front of {answer.url} has no healthy backend for the page: the web pods are down "
+            "or fail the load balancer's health check (point it at /healthz).",
+            None,
+        )
+    if answer.status in (502, 503, 504):
+        return (
+            f"The proxy in front of {answer.url} answered HTTP {answer.status}: the web role behind it is down, "
+            "or the proxy's upstream port is not the web's WEB_PORT.",
+            "WEB_PORT",
+        )
+    return (
+        f"{answer.url} answered HTTP {answer.status}, not the chat page: check the address, and that the "
+        "proxy or route for it leads to the web role.",
+        None,
+    )
+
+
+def _no_healthy_upstream_problem(url: URL) -> str:
+    return (
+        f"The gateway answered \"no healthy upstream\" for {url}: its load balancer's health check marks the api "
+        "unhealthy (by default it probes GET / and needs a 200); point it at /healthz (on GKE a "
+        "HealthCheckPolicy), or run an api that answers GET /."
+    )
+
+
+def _not_the_api_problem(answer: Answer, url: URL, base: URL, page: Page) -> tuple[str, str | None]:
+    """Why an answer that should have come from the api did not, as one sentence."""
+    same_origin = origin_of(base) == origin_of(page.url)
+    path = base.path
+    if "no healthy upstream" in answer.text().lower():
+        return _no_healthy_upstream_problem(url), None
+    if answer.status in (502, 503, 504):
+        if same_origin:
+            return (
+                f"The proxy in front of {origin_of(base)} answered HTTP {answer.status} for {url}: it routes "
+                f"{path} but the api behind it is down or elsewhere; check the api runs and the route's upstream "
+                "(host and API_PORT).",
+                "API_PORT",
+            )
+        return (
+            f"{url} answered HTTP {answer.status}, a proxy's error: the api behind {origin_of(base)} is down "
+            "or elsewhere; check the api runs and the upstream's port (API_PORT).",
+            "API_PORT",
+        )
+    if answer.is_html:
+        if same_origin:
+            return (
+                f"{url} answered with a web page, not the api: requests for {path} reach the web, so no proxy "
+                f"route sends {path} to the api; add one that strips the prefix (nginx: location {path} "
+                "{ proxy_pass http://<api>/; }), or set API_URL to the api's own address.",
+                "API_URL",
+            )
+        return (
+            f"{url} answered with a web page, not the api: API_URL ({page.api_url}) points at a web server, "
+            "not at the api.",
+            "API_URL",
+        )
+    if answer.status == 404:
+        if same_origin:
+            return (
+                f"Nothing at {path} answers like the api (HTTP 404 for {url}): no proxy route sends {path} on "
+                f"{origin_of(base)} to the api; add one that strips the prefix (nginx: location {path} "
+                "{ proxy_pass http://<api>/; }), or set API_URL to the api's own address.",
+                "API_URL",
+            )
+        return (
+            f"{url} answered HTTP 404: API_URL ({page.api_url}) does not point at the api (wrong host, port or "
+            "path?).",
+            "API_URL",
+        )
+    return (
+        f"{url} answered {answer.summary()}, not what the api answers: check API_URL ({page.api_url}) and any "
+        "proxy in front of the api.",
+        "API_URL",
+    )
+
+
+def _api_unreachable_problem(err: Unreachable, url: URL, base: URL, page: Page) -> str:
+    where = f"{base.host}:{base.port}"
+    if origin_of(base) == origin_of(page.url):
+        return (
+            f"{url} did not answer ({err.reason}) although the page on the same address did: the proxy in front "
+            f"of {origin_of(base)} cannot pass {base.path} to the api; check that route and that the api runs."
+        )
+    if err.kind is Failure.DNS:
+        return (
+            f"The host name {base.host} in API_URL does not resolve here: browsers elsewhere likely cannot "
+            "resolve it either; add it to DNS (or /etc/hosts, as minikube's *.internal names need) or fix API_URL."
+        )
+    if err.kind is Failure.REFUSED:
+        return (
+            f"Nothing listens at {where}: start the api, or fix the port in API_URL (the port the api is "
+            "published on; API_PORT inside its container)."
+        )
+    if err.kind is Failure.CERTIFICATE:
+        return (
+            f"The api's TLS certificate is not trusted ({err.reason}): browsers will refuse its calls too; "
+            "use a trusted certificate, or pass --insecure to check the rest."
+        )
+    if err.kind is Failure.TIMEOUT:
+        return f"{url} did not answer ({err.reason}): a firewall, or a wrong host in API_URL?"
+    return f"{url} could not be reached ({err.reason}): check API_URL and that the api runs."
+
+
+def _answers_healthz_only(url: URL, err: Unreachable) -> str:
+    return (
+        f"{url} did not answer ({err.reason}) although the api's healthz did: see the api's log, and any "
+        "proxy timeout in front of it."
+    )
+
+
+def _cors_problem(page_origin: str, evidence: str) -> str:
+    return (
+        f"The api refuses the page's origin {page_origin} ({evidence}): the browser will block every call; add "
+        f"{page_origin} to API_CORS_ORIGINS on the api, or leave API_CORS_ORIGINS unset to allow any origin."
+    )
+
+
+def _describe_progress(progress: Any) -> str:
+    if not isinstance(progress, dict):
+        return "no crawl progress reported"
+    described = (
+        f"crawl {progress.get('state', '?')}, {progress.get('books_counted', '?')} books counted, "
+        f"{progress.get('pages_done', '?')} catalogue pages done"
+    )
+    for key in ("detail", "last_error", "error"):
+        if isinstance(progress.get(key), str) and progress[key]:
+            return f"{described} ({progress[key]})"
+    return described
+
+
+async def diagnose(page_url: str | URL, *, timeout: float = 5.0, insecure: bool = False,
+                   lb_check: bool = True) -> Report:
+    """Walk the deployment behind ``page_url``; never raises on network errors."""
+    async with Http(timeout, insecure) as http:
+        return await Doctor(http, URL(page_url), lb_check=lb_check).run()
