@@ -1,0 +1,100 @@
+"""Our page in front of the original Go api (a drop-in mix people may run mid-migration).
+
+That api has no ids, no timestamps and no stream; every answer is the whole
+history. The page must still chat, by polling as the original page did.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.processes import RunningRole
+
+from .chat import expect_sent, message_text, message_texts, send
+from .conftest import WatchedPage, post_message
+
+pytestmark = pytest.mark.browser
+
+# The original page polls every 5 s; allow one period and some.
+POLL_MS = 7000
+
+
+class OriginalApi(BaseHTTPRequestHandler):
+    """The original's /messages, as its wire format and CORS answer it."""
+
+    messages: list[dict[str, str]] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def cors(self) -> None:
+        origin = self.headers.get("Origin")
+        if origin:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", "*")
+
+    def answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.cors()
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self.cors()
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        if self.path.split("?")[0] != "/messages":
+            self.answer(404, {"error": "not found"})
+            return
+        self.answer(200, self.messages)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.messages.append({"AuthorUsername": body["AuthorUsername"], "Text": body["Text"]})
+        self.answer(201, self.messages)
+
+
+@pytest.fixture
+def original_api() -> Iterator[str]:
+    handler = type("Handler", (OriginalApi,), {"messages": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_chats_through_the_original_api_by_polling(
+    original_api: str, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+) -> None:
+    post_message(original_api, "john_doe", "Hello, world!")
+    web = start_role("web", env={"API_URL": original_api})
+    ann = open_page(web.url + "/")
+    bob = open_page(web.url + "/")
+    expect(message_text(ann.page, "Hello, world!")).to_have_count(1)
+    expect(ann.page.get_by_role("status")).to_have_text("Refreshing every 5 s")
+
+    send(ann.page, "ann", "hi from the new page")
+    expect_sent(ann.page, "hi from the new page")
+    expect(message_text(bob.page, "hi from the new page")).to_have_count(1, timeout=POLL_MS)
+    assert message_texts(bob.page) == ["Hello, world!", "hi from the new page"]
+    # No "Load older": the original has no pages.
+    expect(ann.page.get_by_role("button", name="Load older messages")).to_be_hidden()
+    ann.assert_clean()
+    bob.assert_clean()

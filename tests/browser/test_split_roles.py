@@ -1,0 +1,73 @@
+"""The page on a ``--role web`` process talking to a separate ``--role api`` process.
+
+The api is another origin (another port), so these exercise CORS on the api, the
+page's CSP connect-src, and an EventSource across origins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.processes import RunningRole
+
+from .chat import LIVE_DELIVERY_MS, expect_live, expect_sent, message_text, message_texts, send
+from .conftest import WatchedPage, is_failed_request_log, post_message
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.parametrize("suffix", ["", "/"], ids=["no-trailing-slash", "trailing-slash"])
+def test_chat_across_origins(
+    suffix: str, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+) -> None:
+    api = start_role("api")
+    web = start_role("web", env={"API_URL": api.url + suffix})
+    ann = open_page(web.url + "/")
+    bob = open_page(web.url + "/")
+    expect_live(ann.page)
+    expect_live(bob.page)
+
+    send(ann.page, "ann", "hello across origins")
+    expect_sent(ann.page, "hello across origins")
+    expect(message_text(bob.page, "hello across origins")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+    # Someone using the api directly shows up too.
+    post_message(api.url, "carol", "hi from curl")
+    expect(message_text(ann.page, "hi from curl")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+    assert message_texts(bob.page) == ["hello across origins", "hi from curl"]
+
+    ann.assert_clean()
+    bob.assert_clean()
+
+
+def test_the_stream_recovers_after_the_api_restarts(
+    start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage], tmp_path: Path
+) -> None:
+    database = {"API_DB_FILEPATH": str(tmp_path / "db" / "messages.sqlite3")}
+    api = start_role("api", env=database)
+    web = start_role("web", env={"API_URL": api.url})
+    watched = open_page(web.url + "/")
+    page = watched.page
+    expect_live(page)
+    post_message(api.url, "carol", "before the restart")
+    expect(message_text(page, "before the restart")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+
+    assert api.stop() == 0
+    expect(page.get_by_role("status")).to_have_text("Reconnecting…")
+
+    # Same port, same database: the page reconnects by itself and gets what it missed.
+    restarted = start_role("api", env=database, port=api.port)
+    post_message(restarted.url, "carol", "after the restart")
+    # EventSource waits a few seconds between attempts.
+    expect(message_text(page, "after the restart")).to_have_count(1, timeout=15_000)
+    expect_live(page)
+    assert message_texts(page) == ["before the restart", "after the restart"]
+
+    # Sending works again too.
+    send(page, "ann", "back online")
+    expect_sent(page, "back online")
+    # Chromium logs the refused connections while the api was down.
+    watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)
