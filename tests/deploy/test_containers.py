@@ -1,0 +1,105 @@
+"""The image under podman: every role by ROLE, hardened, on a user network (shapes 1-2).
+
+Each role runs as the image's non-root user with a read-only root filesystem,
+all capabilities dropped and its database on a named volume; the api finds the
+crawler by name on a network the test creates; the crawler reads a fake
+Gutendex on that network.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from .chat import ChatBrowser, chat_end_to_end
+from .conftest import APP_UID, GUTENDEX_ENV, Podman, get_json, wait_ready
+
+pytestmark = pytest.mark.container
+
+
+def test_image_metadata(podman: Podman) -> None:
+    (config,) = json.loads(podman("image", "inspect", podman.image).stdout)
+    image = config["Config"]
+    assert image["User"] == f"{APP_UID}:{APP_UID}"
+    assert image["Entrypoint"] == ["python3", "-m", "synergychat"]
+    env = dict(item.split("=", 1) for item in image["Env"])
+    assert env["ROLE"] == "all"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+    assert "8080/tcp" in image["ExposedPorts"]
+
+
+def test_a_bad_role_stops_with_one_clear_line(podman: Podman) -> None:
+    result = podman("run", "--rm", "--read-only", "-e", "ROLE=chef", podman.image, check=False)
+    assert result.returncode == 2
+    assert "unknown role 'chef'" in result.stderr
+
+
+def assert_hardened(podman: Podman, container: str) -> None:
+    assert podman("exec", container, "id", "-u").stdout.strip() == str(APP_UID)
+    # The root filesystem is read-only; the data volume is writable by the app's user.
+    denied = podman("exec", container, "touch", "/app/written", check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    podman("exec", container, "touch", "/data/written")
+    podman("exec", container, "rm", "/data/written")
+
+
+async def test_roles_on_a_user_network(podman: Podman) -> None:
+    network = podman.network()
+    podman.fake_gutendex(network)
+    crawler, _ = podman.app(
+        "crawler",
+        "crawler",
+        network,
+        env={"CRAWLER_DB_PATH": "/data", **GUTENDEX_ENV},
+        volumes={podman.volume("crawler-data"): "/data"},
+        publish=False,
+        alias="crawler",
+    )
+    api_data = podman.volume("api-data")
+    api_env = {"API_DB_FILEPATH": "/data/db/messages.db", "CRAWLER_BASE_URL": "http://crawler:8080"}
+    api, api_port = podman.app("api", "api", network, env=api_env, volumes={api_data: "/data"})
+    web, web_port = podman.app("web", "web", network, env={"API_URL": f"http://127.0.0.1:{api_port}"})
+
+    ready = wait_ready(f"http://127.0.0.1:{api_port}/readyz", describe=podman.logs, crawler=True)
+    assert ready["checks"]["crawler"]["location"] == "http://crawler:8080"
+    wait_ready(f"http://127.0.0.1:{web_port}/readyz", describe=podman.logs)
+    for container in (crawler, api):
+        assert_hardened(podman, container)
+    assert podman("exec", web, "id", "-u").stdout.strip() == str(APP_UID)
+
+    page = f"http://127.0.0.1:{web_port}/"
+    async with aiohttp.ClientSession() as session:
+        browser = ChatBrowser(session)
+        await chat_end_to_end(browser, page, expected_api=f"http://127.0.0.1:{api_port}/")
+        # The page calls the api cross-origin: the api must allow the page's origin.
+        origin = f"http://127.0.0.1:{web_port}"
+        response, _ = await browser.request(
+            "GET", URL(f"http://127.0.0.1:{api_port}/messages"), headers={"Origin": origin}
+        )
+        assert response.headers.get("Access-Control-Allow-Origin") in (origin, "*")
+        before = await browser.messages(URL(f"http://127.0.0.1:{api_port}/"))
+
+    # A new api container on the same volume has every message.
+    podman("rm", "-f", "-t", "5", api)
+    _, api_port = podman.app("api-2", "api", network, env=api_env, volumes={api_data: "/data"})
+    wait_ready(f"http://127.0.0.1:{api_port}/readyz", describe=podman.logs)
+    status, after = get_json(f"http://127.0.0.1:{api_port}/messages")
+    assert status == 200
+    assert [m["Text"] for m in after] == [m["Text"] for m in before]
+
+
+async def test_all_roles_in_one_container(podman: Podman) -> None:
+    # ROLE unset: the image defaults to all; the page finds the api under /api/ on the same port.
+    network = podman.network()
+    podman.fake_gutendex(network)
+    env = {"API_DB_FILEPATH": "/data/messages.db", "CRAWLER_DB_PATH": "/data/crawler", **GUTENDEX_ENV}
+    container, port = podman.app(
+        "all", None, network, env=env, volumes={podman.volume("all-data"): "/data"}
+    )
+    wait_ready(f"http://127.0.0.1:{port}/api/readyz", describe=podman.logs)
+    assert_hardened(podman, container)
+    async with aiohttp.ClientSession() as session:
+        await chat_end_to_end(ChatBrowser(session), f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/")
