@@ -13,6 +13,9 @@
   const GROUP_MS = 5 * 60 * 1000;
   // An api without message ids (the original Go one) has no stream: poll it as the original page did.
   const LEGACY_POLL_MS = 5000;
+  // While the stream is not open (api restarting, or a proxy buffering the stream so it never
+  // opens), fetch the latest page this often so the chat keeps moving.
+  const FALLBACK_POLL_MS = 5000;
   const RETRY_MIN_MS = 1000;
   const RETRY_MAX_MS = 30000;
   const AVATAR_COLORS = 8;
@@ -48,6 +51,7 @@
     source: null,
     retryMs: RETRY_MIN_MS,
     timer: 0,
+    fallbackPolling: false,
     sending: false,
   };
 
@@ -330,7 +334,9 @@
 
   // Add messages in id order, skipping those already shown (the POST answer and the
   // stream both deliver one's own message). `mode`: 'new', 'own' (just sent) or 'older'.
-  function addMessages(list, mode = 'new') {
+  // `bulk`: a whole page at once, which screen readers should not read out message by message.
+  function addMessages(list, mode = 'new', bulk = false) {
+    if (bulk) ui.list.setAttribute('aria-busy', 'true');
     const follow = mode === 'own' || isNearBottom();
     const heightBefore = ui.scroller.scrollHeight;
     let added = 0;
@@ -349,6 +355,7 @@
       if (index === state.ids.length - 1) addedAtEnd = true;
     }
     updateEmpty();
+    if (bulk) ui.list.removeAttribute('aria-busy');
     if (mode === 'older') {
       // Keep the messages the user is looking at in place.
       ui.scroller.scrollTop += ui.scroller.scrollHeight - heightBefore;
@@ -379,10 +386,11 @@
         startLegacy(page);
         return;
       }
-      addMessages(page);
+      addMessages(page, 'new', true);
       state.hasOlder = page.length >= PAGE_SIZE;
       updateOlderButton();
       openStream();
+      window.setInterval(pollWhileStreamDown, FALLBACK_POLL_MS);
     } catch (error) {
       const delay = nextRetryDelay();
       setStatus('offline');
@@ -424,6 +432,19 @@
     });
   }
 
+  async function pollWhileStreamDown() {
+    const source = state.source;
+    if (state.fallbackPolling || (source && source.readyState === EventSource.OPEN)) return;
+    state.fallbackPolling = true;
+    try {
+      addMessages(await requestJson(messagesUrl({ limit: PAGE_SIZE })));
+    } catch {
+      // The status already says the connection is down; the stream's retries will bring it back.
+    } finally {
+      state.fallbackPolling = false;
+    }
+  }
+
   // The original api: messages have no id, and every answer is the whole history.
   function startLegacy(page) {
     state.legacy = true;
@@ -463,7 +484,7 @@
     ui.older.textContent = 'Loading…';
     try {
       const page = await requestJson(messagesUrl({ limit: PAGE_SIZE, before: oldest }));
-      const added = addMessages(page, 'older');
+      const added = addMessages(page, 'older', true);
       // An api that ignores `before` answers the same page again: nothing older to get.
       state.hasOlder = added > 0 && page.length >= PAGE_SIZE;
       ui.older.textContent = 'Load older messages';
