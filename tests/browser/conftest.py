@@ -84,9 +84,13 @@ def is_failed_request_log(text: str) -> bool:
 def open_page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., WatchedPage]]:
     contexts: list[tuple[BrowserContext, WatchedPage]] = []
 
-    def open_page(url: str, viewport: dict[str, int] = DESKTOP) -> WatchedPage:
+    def open_page(
+        url: str, viewport: dict[str, int] = DESKTOP, before_load: Callable[[Page], None] | None = None
+    ) -> WatchedPage:
         context = browser.new_context(viewport=viewport)
         page = context.new_page()
+        if before_load is not None:
+            before_load(page)
         watched = WatchedPage(page)
         page.on("console", lambda message: _record_console(watched, message))
         page.on("pageerror", lambda error: watched.page_errors.append(str(error)))

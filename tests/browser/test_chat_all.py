@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from tests.support.processes import RunningRole, free_port
 
@@ -24,6 +24,8 @@ from .conftest import WatchedPage, is_failed_request_log, post_message, quiet_cr
 
 pytestmark = pytest.mark.browser
 
+# The page polls this often while its stream is not open.
+FALLBACK_POLL_MS = 5000
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 
 
@@ -176,6 +178,24 @@ def test_follows_new_messages_unless_scrolled_up(all_role: RunningRole, open_pag
     assert at_bottom(page)
     expect(jump).to_be_hidden()
     watched.assert_clean()
+
+
+def test_messages_still_arrive_when_the_stream_never_opens(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
+    # What a proxy that buffers responses (nginx without proxy_buffering off) does to a stream.
+    watched = open_page(all_role.url + "/", before_load=lambda page: page.route("**/messages/stream*", stall))
+    page = watched.page
+    expect(page.get_by_role("status")).to_have_text("Connecting…")
+    post_message(all_role.url + "/api", "bob", "sent while the stream is stuck")
+    expect(message_text(page, "sent while the stream is stuck")).to_have_count(1, timeout=FALLBACK_POLL_MS + 3000)
+    send(page, "ann", "and a reply")
+    expect_sent(page, "and a reply")
+    watched.assert_clean()
+
+
+def stall(route: Route) -> None:
+    """Leave the request unanswered, like a proxy holding the response back."""
 
 
 def test_load_older_messages(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
