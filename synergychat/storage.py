@@ -7,13 +7,18 @@ file has not seen yet (``PRAGMA user_version`` remembers how far it got).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import aiosqlite
+
+from .transport import KeywordCount
 
 log = logging.getLogger(__name__)
 
@@ -180,3 +185,240 @@ class MessageStore:
         async with self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages") as cursor:
             (last,) = await cursor.fetchone()
         return last
+
+
+# The crawler's counts. Books are keyed by their Gutenberg id; a count row exists
+# only where the keyword occurs (zero needs no row) and is replaced, never added to.
+# `crawl_state` is one row: where the walk of the catalogue stands.
+COUNT_MIGRATIONS = (
+    """
+    CREATE TABLE crawl_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        source_url TEXT,
+        next_page_url TEXT,
+        pass_number INTEGER NOT NULL DEFAULT 0,
+        pass_finished_at TEXT,
+        pages_done INTEGER NOT NULL DEFAULT 0,
+        last_success_at TEXT,
+        last_error_at TEXT,
+        last_error_message TEXT
+    );
+    INSERT INTO crawl_state (id) VALUES (1);
+    CREATE TABLE books (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        title_folded TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('counted', 'skipped')),
+        keywords TEXT NOT NULL DEFAULT '[]',
+        text_url TEXT,
+        charset TEXT,
+        reason TEXT,
+        pass_number INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE counts (
+        keyword TEXT NOT NULL,
+        book_id INTEGER NOT NULL REFERENCES books (id) ON DELETE CASCADE,
+        count INTEGER NOT NULL CHECK (count > 0),
+        PRIMARY KEY (keyword, book_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX counts_by_book ON counts (book_id);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlPosition:
+    """Where the walk stands. ``next_page_url`` None: no pass running (finished or none yet)."""
+
+    source_url: str | None
+    next_page_url: str | None
+    pass_number: int
+    pass_finished_at: str | None
+    pages_done: int
+    last_success_at: str | None
+    last_error_at: str | None
+    last_error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CountedBook:
+    id: int
+    title: str
+    text_url: str | None
+    charset: str | None
+
+
+def _keyword_set(keywords: Sequence[str]) -> str:
+    return json.dumps(sorted(set(keywords)), ensure_ascii=False)
+
+
+class CountStore:
+    """Keyword counts per book, which books are done, and the crawl position.
+
+    One connection, and a lock around every use of it: the crawl's multi-statement
+    writes must not interleave with a readiness probe's ``BEGIN IMMEDIATE`` or let a
+    ``/stats`` read see a book half-replaced.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path | None) -> CountStore:
+        conn = await open_database(path)
+        try:
+            await migrate(conn, COUNT_MIGRATIONS)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def check(self) -> None:
+        async with self._lock:
+            await check_writable(self._conn)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.rollback()
+                raise
+            await self._conn.commit()
+
+    async def position(self) -> CrawlPosition:
+        async with self._lock, self._conn.execute(
+            "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done,"
+            " last_success_at, last_error_at, last_error_message FROM crawl_state WHERE id = 1"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return CrawlPosition(*row)
+
+    async def start_pass(self, source_url: str, first_page_url: str, pass_number: int) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE crawl_state SET source_url = ?, next_page_url = ?, pass_number = ?,"
+                " pass_finished_at = NULL WHERE id = 1",
+                (source_url, first_page_url, pass_number),
+            )
+
+    async def page_done(self, next_page_url: str | None) -> None:
+        """One more page finished; ``None`` ends the pass (the catalogue has no next page)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE crawl_state SET next_page_url = ?, pages_done = pages_done + 1,"
+                " pass_finished_at = ? WHERE id = 1",
+                (next_page_url, None if next_page_url else utc_now_iso()),
+            )
+
+    async def record_success(self) -> None:
+        async with self._transaction() as conn:
+            await conn.execute("UPDATE crawl_state SET last_success_at = ? WHERE id = 1", (utc_now_iso(),))
+
+    async def record_error(self, message: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE crawl_state SET last_error_at = ?, last_error_message = ? WHERE id = 1",
+                (utc_now_iso(), message),
+            )
+
+    async def needs_counting(self, book_id: int, keywords: Sequence[str], pass_number: int) -> bool:
+        """False if the book is counted for all ``keywords``, or was tried and given up this pass."""
+        async with self._lock, self._conn.execute(
+            "SELECT status, keywords, pass_number FROM books WHERE id = ?", (book_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return True
+        if row["status"] == "counted" and set(keywords) <= set(json.loads(row["keywords"])):
+            return False
+        return row["pass_number"] != pass_number
+
+    async def save_counts(
+        self,
+        book: CountedBook,
+        keywords: Sequence[str],
+        counts: dict[str, int],
+        pass_number: int,
+    ) -> None:
+        """Replace the book's counts with these, in one transaction (a restart never sees half)."""
+        now = utc_now_iso()
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO books (id, title, title_folded, status, keywords, text_url, charset, reason,"
+                " pass_number, updated_at) VALUES (?, ?, ?, 'counted', ?, ?, ?, NULL, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET title = excluded.title, title_folded = excluded.title_folded,"
+                " status = 'counted', keywords = excluded.keywords, text_url = excluded.text_url,"
+                " charset = excluded.charset, reason = NULL, pass_number = excluded.pass_number,"
+                " updated_at = excluded.updated_at",
+                (book.id, book.title, book.title.lower(), _keyword_set(keywords), book.text_url,
+                 book.charset, pass_number, now),
+            )
+            await conn.execute("DELETE FROM counts WHERE book_id = ?", (book.id,))
+            await conn.executemany(
+                "INSERT INTO counts (keyword, book_id, count) VALUES (?, ?, ?)",
+                [(keyword, book.id, count) for keyword, count in counts.items() if count > 0],
+            )
+            await conn.execute("UPDATE crawl_state SET last_success_at = ? WHERE id = 1", (now,))
+
+    async def save_skip(self, book_id: int, title: str, reason: str, pass_number: int) -> None:
+        """Remember that the book was given up this pass; a counted book keeps its counts."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO books (id, title, title_folded, status, reason, pass_number, updated_at)"
+                " VALUES (?, ?, ?, 'skipped', ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET reason = excluded.reason,"
+                " pass_number = excluded.pass_number, updated_at = excluded.updated_at",
+                (book_id, title, title.lower(), reason, pass_number, utc_now_iso()),
+            )
+
+    async def stale_books(self, keywords: Sequence[str]) -> list[CountedBook]:
+        """Counted books that lack a count for one of ``keywords``, in the order they were counted."""
+        wanted = set(keywords)
+        async with self._lock, self._conn.execute(
+            "SELECT id, title, keywords, text_url, charset FROM books"
+            " WHERE status = 'counted' AND keywords != ? ORDER BY updated_at, id",
+            (_keyword_set(keywords),),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            CountedBook(row["id"], row["title"], row["text_url"], row["charset"])
+            for row in rows
+            if not wanted <= set(json.loads(row["keywords"]))
+        ]
+
+    async def book_totals(self) -> dict[str, int]:
+        """How many books are counted and how many are skipped (given up, for now)."""
+        async with self._lock, self._conn.execute(
+            "SELECT status, COUNT(*) FROM books GROUP BY status"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        totals = {"counted": 0, "skipped": 0}
+        totals.update({status: number for status, number in rows})
+        return totals
+
+    async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
+        """Counts for exactly these keywords, in books whose title contains ``title``
+        (case-insensitively; empty keeps all), ``Count`` ascending."""
+        if not keywords:
+            return []
+        query = (
+            "SELECT c.keyword, b.title, c.count FROM counts AS c JOIN books AS b ON b.id = c.book_id"
+            f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
+        )
+        params: list[object] = list(keywords)
+        if title:
+            # instr, not LIKE: no wildcards to escape, and lower() folds beyond ASCII.
+            query += " AND instr(b.title_folded, ?) > 0"
+            params.append(title.lower())
+        query += " ORDER BY c.count, b.title, c.keyword, b.id"
+        async with self._lock, self._conn.execute(query, params) as cursor:
+            rows = await cursor.fetchall()
+        return [{"Keyword": keyword, "BookTitle": book_title, "Count": count} for keyword, book_title, count in rows]
