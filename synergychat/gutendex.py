@@ -1,0 +1,364 @@
+"""The Gutendex catalogue of Project Gutenberg: pages of books, and each book's plain text.
+
+Everything the network can do wrong is sorted into two kinds. Passing faults
+(5xx, 429, 408, timeouts, refused or dropped connections, truncated bodies,
+malformed JSON) are retried with exponential backoff and jitter, honouring
+``Retry-After``; what retrying cannot fix (404, a book with no usable text, a
+text over the size cap, a broken zip) is given up at once. Either way the caller
+gets one exception naming the reason, never a raw aiohttp error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import random
+import zipfile
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from .counting import LineCounter, TextTooLarge, resolve_charset
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+USER_AGENT = "synergychat-crawler/0.1 (counts keywords in Project Gutenberg books)"
+# How much of a body we read from the network at a time.
+CHUNK_BYTES = 64 * 1024
+# A catalogue page of 32 books is ~50 KB; anything near this is not a page.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+# Books are 0.1 to 5 MB; the largest few are ~30 MB. Past this we skip the book
+# rather than spend the bandwidth (the count is streamed, so memory is not the issue).
+MAX_BOOK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a passing fault."""
+
+    attempts: int = 5
+    base_delay: float = 2.0
+    max_delay: float = 120.0
+    # A server may ask for a long pause; we honour it up to this.
+    max_retry_after: float = 900.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        # "Equal jitter": at least half the exponential step, so waits never collapse to 0.
+        step = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return step / 2 + rng.uniform(0, step / 2)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 15.0
+    # Between two reads of a body: a stalled download, not a slow one.
+    read: float = 60.0
+    # A whole catalogue page.
+    page: float = 120.0
+
+
+class PassingFault(Exception):
+    """Worth retrying: the same request may well work in a moment."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LastingFault(Exception):
+    """Not worth retrying now: the answer will be the same."""
+
+
+class PageNotFound(Exception):
+    """The catalogue has no such page (it shrank): the walk has reached its end."""
+
+
+class CatalogueUnavailable(Exception):
+    """A page could not be read, even after retries."""
+
+
+class BookUnavailable(Exception):
+    """A book's text could not be counted (after retries, if they could help)."""
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where a book's plain text is, and the charset its catalogue entry declares."""
+
+    url: str
+    charset: str | None = None
+
+    @property
+    def is_zip(self) -> bool:
+        return URL(self.url).path.lower().endswith(".zip")
+
+
+@dataclass(frozen=True)
+class CatalogueBook:
+    id: int
+    title: str
+    text: TextSource | None
+
+
+@dataclass(frozen=True)
+class CataloguePage:
+    url: str
+    next_url: str | None
+    books: list[CatalogueBook]
+
+
+def first_page_url(source_url: str) -> str:
+    return f"{source_url.rstrip('/')}/books/"
+
+
+def _http_url(value: str, base: str) -> str | None:
+    """``value`` made absolute against ``base``, if it is an http(s) URL."""
+    try:
+        url = URL(base).join(URL(value.strip()))
+    except ValueError:
+        return None
+    return str(url) if url.scheme in ("http", "https") and url.host else None
+
+
+def _charset_rank(charset: str | None) -> int:
+    if charset is None:
+        return 2
+    try:
+        codec = resolve_charset(charset)
+    except LookupError:
+        return 4
+    if codec == "utf-8":
+        return 0 if charset.replace("_", "-").lower() in ("utf-8", "utf8") else 1
+    return 3
+
+
+def pick_plain_text(formats: Mapping[str, Any], base_url: str) -> TextSource | None:
+    """The best ``text/plain`` format: not a zip, then UTF-8, US-ASCII, undeclared, others.
+
+    Keys carry a charset (``text/plain; charset=us-ascii``) or none; the original
+    only looked for a bare ``text/plain`` key, which the catalogue rarely has.
+    """
+    best: tuple[tuple[bool, int], TextSource] | None = None
+    for key, value in formats.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue
+        media_type, *parameters = key.split(";")
+        if media_type.strip().lower() != "text/plain":
+            continue
+        charset = None
+        for parameter in parameters:
+            name, _, parameter_value = parameter.partition("=")
+            if name.strip().lower() == "charset":
+                charset = parameter_value.strip().strip("\"'").lower() or None
+        url = _http_url(value, base_url)
+        if url is None:
+            continue
+        source = TextSource(url, charset)
+        rank = (source.is_zip, _charset_rank(charset))
+        if best is None or rank < best[0]:
+            best = (rank, source)
+    return best[1] if best else None
+
+
+def parse_page(body: Any, url: str) -> CataloguePage:
+    """A page of the catalogue from its JSON; raises PassingFault if it isn't one."""
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise PassingFault("malformed catalogue page: no results list")
+    next_value = body.get("next")
+    next_url = None
+    if next_value is not None:
+        next_url = _http_url(next_value, url) if isinstance(next_value, str) else None
+        if next_url is None:
+            raise PassingFault(f"malformed catalogue page: next is {next_value!r}")
+    books = []
+    for entry in body["results"]:
+        book_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(book_id, int) or isinstance(book_id, bool) or book_id < 0:
+            log.warning("catalogue page %s: skipping an entry without a book id: %.200r", url, entry)
+            continue
+        title = entry.get("title")
+        title = title if isinstance(title, str) and title.strip() else f"Project Gutenberg book {book_id}"
+        formats = entry.get("formats")
+        text = pick_plain_text(formats, url) if isinstance(formats, dict) else None
+        books.append(CatalogueBook(book_id, title, text))
+    return CataloguePage(url, next_url, books)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds from now: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+
+
+def _check_status(response: aiohttp.ClientResponse) -> None:
+    if response.status == 200:
+        return
+    reason = f"HTTP {response.status}"
+    if response.status in (408, 429) or response.status >= 500:
+        raise PassingFault(reason, parse_retry_after(response.headers.get("Retry-After")))
+    raise LastingFault(reason)
+
+
+def _count_zip(archive: bytes, keywords: Sequence[str], charset: str | None, max_bytes: int) -> dict[str, int]:
+    """Count the largest ``.txt`` member of a zip, decompressing it in pieces."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+            texts = [info for info in opened.infolist() if info.filename.lower().endswith(".txt")]
+            if not texts:
+                raise LastingFault("the zip holds no .txt file")
+            member = max(texts, key=lambda info: info.file_size)
+            counter = LineCounter(keywords, charset, max_bytes)
+            with opened.open(member) as text:
+                while piece := text.read(CHUNK_BYTES):
+                    counter.feed(piece)
+            return counter.finish()
+    except TextTooLarge as exc:
+        raise LastingFault(f"text too large: {exc}") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
+        raise LastingFault(f"unreadable zip: {exc}") from exc
+
+
+class Gutendex:
+    """Reads the catalogue and counts books through one ``aiohttp.ClientSession``.
+
+    ``sleep`` and ``rng`` are injectable so tests can see the backoff without waiting.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        retry: RetryPolicy = RetryPolicy(),
+        timeouts: Timeouts = Timeouts(),
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._session = session
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._page_timeout = aiohttp.ClientTimeout(
+            total=timeouts.page, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        # No total for a book: a big text on a slow link is fine as long as bytes keep coming.
+        self._book_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+
+    async def page(self, url: str) -> CataloguePage:
+        """One catalogue page. Raises PageNotFound or CatalogueUnavailable."""
+        try:
+            return await self._retrying(f"catalogue page {url}", lambda: self._fetch_page(url))
+        except LastingFault as exc:
+            raise CatalogueUnavailable(str(exc)) from exc
+
+    async def count_book(
+        self, source: TextSource, keywords: Sequence[str], max_bytes: int = MAX_BOOK_BYTES
+    ) -> dict[str, int]:
+        """Lines per keyword in the book's text. Raises BookUnavailable with the reason."""
+        try:
+            return await self._retrying(
+                f"book text {source.url}", lambda: self._fetch_and_count(source, keywords, max_bytes)
+            )
+        except LastingFault as exc:
+            raise BookUnavailable(str(exc)) from exc
+
+    async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return await operation()
+            except PassingFault as exc:
+                fault, retry_after = str(exc), exc.retry_after
+            except asyncio.TimeoutError:
+                # aiohttp's read and connect timeouts are TimeoutErrors as well as ClientErrors.
+                fault, retry_after = "timed out", None
+            except aiohttp.ClientPayloadError as exc:
+                fault, retry_after = f"truncated body ({exc})", None
+            except (aiohttp.InvalidURL, aiohttp.TooManyRedirects) as exc:
+                raise LastingFault(f"{type(exc).__name__}: {exc}") from exc
+            except aiohttp.ClientError as exc:
+                fault, retry_after = f"{type(exc).__name__}: {exc}", None
+            if attempt >= self._retry.attempts:
+                raise LastingFault(f"{fault} (gave up after {attempt} attempts)")
+            delay = self._retry.delay(attempt, self._rng, retry_after)
+            log.warning("%s: %s; attempt %d of %d, retrying in %.1f s",
+                        what, fault, attempt, self._retry.attempts, delay)
+            await self._sleep(delay)
+            attempt += 1
+
+    async def _fetch_page(self, url: str) -> CataloguePage:
+        async with self._session.get(
+            url, headers={"Accept": "application/json"}, timeout=self._page_timeout
+        ) as response:
+            if response.status == 404:
+                raise PageNotFound(url)
+            _check_status(response)
+            body = await _read_capped(response, MAX_PAGE_BYTES, "catalogue page")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:  # malformed JSON, or not UTF-8 at all
+            raise PassingFault(f"malformed JSON: {exc}") from exc
+        return parse_page(data, url)
+
+    async def _fetch_and_count(
+        self, source: TextSource, keywords: Sequence[str], max_bytes: int
+    ) -> dict[str, int]:
+        async with self._session.get(source.url, timeout=self._book_timeout) as response:
+            _check_status(response)
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise LastingFault(f"text too large: {response.content_length} bytes")
+            charset = _usable_charset(source.charset, response.charset)
+            if source.is_zip:
+                archive = await _read_capped(response, max_bytes, "zip")
+                return await asyncio.to_thread(_count_zip, archive, keywords, charset, max_bytes)
+            counter = LineCounter(keywords, charset, max_bytes)
+            try:
+                async for piece in response.content.iter_chunked(CHUNK_BYTES):
+                    counter.feed(piece)
+            except TextTooLarge as exc:
+                raise LastingFault(f"text too large: {exc}") from exc
+            return counter.finish()
+
+
+def _usable_charset(declared: str | None, served: str | None) -> str:
+    """The catalogue's charset, else the server's, else UTF-8 (an unknown name falls through)."""
+    for candidate in (declared, served):
+        if candidate:
+            try:
+                return resolve_charset(candidate)
+            except LookupError:
+                log.warning("unknown charset %r, trying the next guess", candidate)
+    return "utf-8"
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    buffer = bytearray()
+    async for piece in response.content.iter_chunked(CHUNK_BYTES):
+        buffer += piece
+        if len(buffer) > limit:
+            raise LastingFault(f"{what} larger than {limit} bytes")
+    return bytes(buffer)

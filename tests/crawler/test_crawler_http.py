@@ -1,0 +1,186 @@
+"""The crawler's HTTP face: /stats filters and order, /status, /readyz, and both api transports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from synergychat.crawler import CrawlerNotReady
+from synergychat.roles import Role, RoleSettings, build_app
+from synergychat.settings import ApiSettings, WebSettings
+from synergychat.transport import CrawlerUnavailable, HttpCrawlerClient, InProcessCrawlerClient
+
+from .conftest import SAMPLE_COUNTS, FakeGutendex, RunningCrawler, crawler_settings, make_crawler, rows
+
+StartCrawler = Callable[..., Awaitable[RunningCrawler]]
+
+
+@pytest.fixture
+async def crawled(gutendex: FakeGutendex, start_crawler: StartCrawler) -> RunningCrawler:
+    running = await start_crawler(source_url=gutendex.base_url)
+    await running.wait_until_waiting()
+    return running
+
+
+def only(keywords: set[str] | None = None, title: str = "") -> dict[tuple[str, str], int]:
+    return {
+        (keyword, book): count
+        for (keyword, book), count in SAMPLE_COUNTS.items()
+        if (keywords is None or keyword in keywords) and title.lower() in book.lower()
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, only()),
+        # Empty parameters do not filter.
+        ({"keywords": "", "title": ""}, only()),
+        ({"keywords": "love"}, only({"love"})),
+        ({"keywords": "love,hate"}, only({"love", "hate"})),
+        # Spaces and case in the list are forgiven; empty items ignored.
+        ({"keywords": " HATE , ,"}, only({"hate"})),
+        # Exact keywords: a prefix of one is not it, an unknown one has no counts.
+        ({"keywords": "lov"}, {}),
+        ({"keywords": "sadness"}, {}),
+        # Title: substring, case-insensitive, beyond ASCII.
+        ({"title": "frankenstein"}, only(title="Frankenstein")),
+        ({"title": "ÉMILE"}, only(title="Émile")),
+        ({"title": "the"}, only(title="the")),
+        ({"keywords": "hate", "title": "ADVENTURES"}, only({"hate"}, "adventures")),
+        # No wildcards: % and _ are just characters.
+        ({"title": "%"}, {}),
+        ({"title": "_"}, {}),
+        # Undecodable percent-escapes become U+FFFD and match nothing, rather than failing.
+        ("title=%FF", {}),
+    ],
+)
+async def test_stats_filters(crawled: RunningCrawler, params: Any, expected: dict[tuple[str, str], int]) -> None:
+    if isinstance(params, str):
+        response = await crawled.client.get(f"/stats?{params}")
+        assert response.status == 200
+        body = await response.json()
+    else:
+        body = await crawled.get_json("/stats", **params)
+    assert rows(body) == expected
+    assert len(body) == len(expected)  # no duplicate rows
+
+
+async def test_stats_are_sorted_by_count_ascending_with_the_original_keys(crawled: RunningCrawler) -> None:
+    body = await crawled.get_json("/stats")
+    assert all(set(row) == {"Keyword", "BookTitle", "Count"} for row in body)
+    counts = [row["Count"] for row in body]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+
+
+async def test_repeated_keywords_parameters_add_up(crawled: RunningCrawler) -> None:
+    response = await crawled.client.get("/stats?keywords=love&keywords=hate")
+    assert rows(await response.json()) == only({"love", "hate"})
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # Two titles: which one did they mean?
+        "title=a&title=b",
+        "title=" + "x" * 1001,
+        "keywords=" + ",".join(f"k{i}" for i in range(101)),
+        "keywords=" + "k" * 201,
+    ],
+)
+async def test_bad_stats_queries_are_400_json(crawled: RunningCrawler, query: str) -> None:
+    response = await crawled.client.get(f"/stats?{query}")
+    assert response.status == 400
+    assert "error" in await response.json()
+
+
+async def test_health_readiness_status(crawled: RunningCrawler) -> None:
+    assert await crawled.get_json("/healthz") == {"status": "ok"}
+    ready = await crawled.get_json("/readyz")
+    assert ready["status"] == "ready"
+    assert ready["checks"]["database"]["ok"] and ready["checks"]["crawl"]["ok"]
+    status = await crawled.get_json("/status")
+    assert status["state"] == "waiting"
+    assert status["keywords"] == ["love", "hate"]
+    assert (status["books_counted"], status["books_skipped"], status["pages_done"]) == (7, 1, 3)
+    assert status["last_error"] is None and status["current_book"] is None
+    assert (await crawled.get_json("/"))["service"] == "synergychat-crawler"
+    response = await crawled.client.get("/nope")
+    assert response.status == 404 and "error" in await response.json()
+
+
+async def test_a_crawler_that_has_not_started_is_not_ready(gutendex: FakeGutendex, tmp_path: Path) -> None:
+    crawler = make_crawler(crawler_settings(tmp_path, gutendex.base_url))
+    with pytest.raises(CrawlerNotReady):
+        await crawler.check()
+    with pytest.raises(CrawlerNotReady):
+        await crawler.stats([], "")
+    assert (await crawler.status())["state"] == "starting"
+    with pytest.raises(CrawlerUnavailable):
+        await InProcessCrawlerClient(crawler).stats([], "")
+
+
+async def test_a_broken_database_fails_readiness_and_stats_honestly(crawled: RunningCrawler) -> None:
+    store = crawled.crawler._store
+    assert store is not None
+    # The database goes away under the running crawler (a lost volume, say).
+    await store.close()
+    response = await crawled.client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["checks"]["database"]["ok"] is False
+    response = await crawled.client.get("/stats")
+    assert response.status == 503 and "unavailable" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("transport", ["in-process", "http"])
+async def test_both_api_transports_read_the_same_answers(crawled: RunningCrawler, transport: str) -> None:
+    client: Any
+    if transport == "http":
+        client = HttpCrawlerClient(str(crawled.client.server.make_url("/")), 5.0)
+        await client.start()
+    else:
+        client = InProcessCrawlerClient(crawled.crawler)
+    try:
+        await client.health()
+        assert rows(await client.stats(["love"], "pride")) == only({"love"}, "pride")
+        assert rows(await client.stats([], "")) == SAMPLE_COUNTS
+        status = await client.status()
+        assert (status.state, status.books_counted, status.pages_done) == ("waiting", 7, 3)
+    finally:
+        if transport == "http":
+            await client.close()
+
+
+async def test_under_role_all_the_crawler_is_mounted_at_crawler(gutendex: FakeGutendex, tmp_path: Path) -> None:
+    settings = RoleSettings(
+        web=WebSettings(web_port=8080, api_url="/api"),
+        api=ApiSettings(api_port=8080, api_db_filepath="", crawler_base_url=""),
+        crawler=crawler_settings(tmp_path / "counts", gutendex.base_url),
+    )
+    client = TestClient(TestServer(build_app(Role.ALL, settings)))
+    await client.start_server()
+    try:
+        response = await client.get("/crawler/healthz")
+        assert await response.json() == {"status": "ok"}
+        for _ in range(500):
+            status = await (await client.get("/crawler/status")).json()
+            if status["state"] == "waiting":
+                break
+            await asyncio.sleep(0.02)
+        assert status["state"] == "waiting", status
+        response = await client.get("/crawler/stats", params={"keywords": "love", "title": "gatsby"})
+        assert rows(await response.json()) == only({"love"}, "gatsby")
+        response = await client.post("/api/messages", json={"AuthorUsername": "x", "Text": "/stats keywords=love"})
+        assert response.status == 201
+        reply = (await response.json())[-1]
+        total = sum(count for (keyword, _), count in SAMPLE_COUNTS.items() if keyword == "love")
+        assert reply["AuthorUsername"] == "crawler-bot"
+        assert reply["Text"].startswith(f"Beep boop! I have found {total} matches")
+    finally:
+        await client.close()
