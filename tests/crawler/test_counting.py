@@ -185,3 +185,10 @@ def test_memory_stays_bounded_on_a_text_without_newlines() -> None:
         tracemalloc.stop()
     assert counter.finish() == {"love": 1, "hate": 1}
     assert peak < 1024 * 1024
+
+
+def test_the_utf8_screen_covers_every_ascii_lowering_character() -> None:
+    from synergychat.counting import _ASCII_LOWERING_UTF8
+
+    assert sorted(sequence.decode() for _, sequence in _ASCII_LOWERING_UTF8) == sorted(ASCII_LOWERING_CHARACTERS)
+    assert all(rare in sequence for rare, sequence in _ASCII_LOWERING_UTF8)
