@@ -6,7 +6,8 @@ import json
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_USERNAME_CHARS = 64
@@ -38,11 +39,18 @@ class NewMessage(BaseModel):
         StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USERNAME_CHARS,
                           pattern=r"^[^\x00-\x1f\x7f]*$"),
     ]
+    # Not stripped: leading indentation (code, verse) is part of a message.
     Text: Annotated[
         StrictStr,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_CHARS,
-                          pattern=r"^[^\x00]*$"),
+        StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"^[^\x00]*$"),
     ]
+
+    @field_validator("Text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "must not be blank")
+        return value
 
 
 async def read_capped_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -85,7 +93,7 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append(f"{field} is required")
         elif kind == "string_type":
             problems.append(f"{field} must be a string")
-        elif kind == "string_too_short":
+        elif kind in ("string_too_short", "blank"):
             problems.append(f"{field} must not be empty")
         elif kind == "string_too_long":
             problems.append(f"{field} must be at most {error['ctx']['max_length']} characters")

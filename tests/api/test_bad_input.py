@@ -82,6 +82,11 @@ async def test_unicode_and_html_are_stored_verbatim(api_client: Any) -> None:
     assert page[-1]["Text"] == text
 
 
+async def test_text_keeps_its_indentation(api_client: Any) -> None:
+    page = await post_message(api_client, "ann", "    indented code\n  and more\n")
+    assert page[-1]["Text"] == "    indented code\n  and more\n"
+
+
 async def test_extra_fields_are_ignored(api_client: Any) -> None:
     response = await api_client.post("/messages", json={"AuthorUsername": "ann", "Text": "hi", "id": 999})
     page = await expect_json(response, 201)
