@@ -248,7 +248,9 @@ class Crawler:
             page_url = position.next_page_url
             if page_url is None:
                 self._state = "waiting"
-                await self._sleep(self._seconds_until_rescan(position.pass_finished_at))
+                wait = self._seconds_until_rescan(position.pass_finished_at)
+                log.info("the catalogue was read to its end; looking for new books in %.0f s", wait)
+                await self._sleep(wait)
                 self._state = "crawling"
                 log.info("walking the catalogue again for new books (pass %d)", position.pass_number + 1)
                 await store.start_pass(source, first_page, position.pass_number + 1)
