@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m synergychat doctor",
         description="Check a SynergyChat deployment the way a browser meets it, and say what is miswired.",
     )
-    parser.add_argument("url", type=page_url, metavar="URL", help="the page users open, e.g. http://localhost:8080/")
+    parser.add_argument(
+        "url", type=page_url, metavar="URL", help="the page users open, e.g. http://localhost:8080/"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON, for scripts")
     parser.add_argument(
         "--timeout",

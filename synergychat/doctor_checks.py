@@ -17,6 +17,7 @@ from typing import Any
 
 from yarl import URL
 
+from . import doctor_advice as advice
 from .doctor_http import Answer, Failure, Http, Unreachable
 from .doctor_page import (
     ConfigError,
@@ -113,7 +114,9 @@ class Doctor:
         problem: str | None = None,
         variable: str | None = None,
     ) -> None:
-        self.report.checks.append(Check(name, status, str(url) if url is not None else None, saw, problem, variable))
+        self.report.checks.append(
+            Check(name, status, str(url) if url is not None else None, saw, problem, variable)
+        )
 
     def skip_rest(self, reason: str) -> None:
         done = {check.name for check in self.report.checks}
@@ -167,7 +170,7 @@ class Doctor:
         if answer.redirects:
             seen += f" (redirected from {answer.redirects[0]})"
         if answer.status != 200:
-            problem, variable = _page_status_problem(answer)
+            problem, variable = advice.page_not_served(answer)
             self.add("page", Status.FAIL, answer.url, seen, problem, variable)
             return None
 
@@ -188,7 +191,9 @@ class Doctor:
 
         original = await self._find_original_api_url(answer.url, parts.script_srcs)
         if original is not None:
-            self.add("page", Status.OK, answer.url, f"{seen}, the original SynergyChat page (API_URL in app.js)")
+            self.add(
+                "page", Status.OK, answer.url, f"{seen}, the original SynergyChat page (API_URL in app.js)"
+            )
             return Page(answer.url, PageKind.ORIGINAL, original, policies)
 
         if answer.content_type == "application/json" or answer.body.lstrip()[:1] in (b"{", b"["):
@@ -206,7 +211,10 @@ class Doctor:
 
     async def _find_original_api_url(self, page_url: URL, script_srcs: list[str]) -> str | None:
         for src in script_srcs[:MAX_SCRIPTS_TO_READ]:
-            script_url = page_url.join(URL(src))
+            try:
+                script_url = page_url.join(URL(src))
+            except ValueError:
+                continue  # the browser would not load it either
             if origin_of(script_url) != origin_of(page_url):
                 continue  # a CDN script (tailwind, htmx) is never the page's own
             try:
@@ -240,7 +248,9 @@ class Doctor:
         try:
             base = resolve_api_base(value, page.url, page.kind)
         except ValueError as exc:
-            problem = f"API_URL is {value}, which the browser cannot turn into an http(s) URL ({exc}); fix API_URL."
+            problem = (
+                f"API_URL is {value}, which the browser cannot turn into an http(s) URL ({exc}); fix API_URL."
+            )
             self.add("api-url", Status.FAIL, None, f"API_URL {shown}", problem, "API_URL")
             return None
         saw = f"API_URL {shown} resolves against the page to {base}"
@@ -285,7 +295,12 @@ class Doctor:
             return
         blocking = csp_blocking_directive(page.policies, page.url, target)
         if blocking is None:
-            self.add("csp", Status.OK, page.url, f"Content-Security-Policy allows connecting to {origin_of(target)}")
+            self.add(
+                "csp",
+                Status.OK,
+                page.url,
+                f"Content-Security-Policy allows connecting to {origin_of(target)}",
+            )
             return
         problem = (
             f"The page's Content-Security-Policy ({blocking}) does not let the browser connect to "
@@ -301,14 +316,15 @@ class Doctor:
         try:
             answer = await self.http.request("GET", url)
         except Unreachable as err:
-            problem = _api_unreachable_problem(err, url, base, page)
-            self.add("healthz", Status.FAIL, url, err.reason, problem, "API_URL")
+            self.add(
+                "healthz", Status.FAIL, url, err.reason, *advice.api_unreachable(err, url, base, page.url)
+            )
             return False
         body = _json_or_none(answer)
         if answer.status == 200 and isinstance(body, dict) and body.get("status") == "ok":
             self.add("healthz", Status.OK, url, answer.summary())
             return True
-        problem, variable = _not_the_api_problem(answer, url, base, page)
+        problem, variable = advice.not_the_api(answer, url, base, page.url, page.api_url)
         self.add("healthz", Status.FAIL, url, answer.summary(), problem, variable)
         return False
 
@@ -317,7 +333,7 @@ class Doctor:
         try:
             answer = await self.http.request("GET", url)
         except Unreachable as err:
-            self.add("readyz", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            self.add("readyz", Status.FAIL, url, err.reason, *advice.api_answers_healthz_only(url, err))
             return None
         body = _json_or_none(answer)
         checks = body.get("checks") if isinstance(body, dict) else None
@@ -329,7 +345,9 @@ class Doctor:
             self.add("readyz", Status.WARN, url, answer.summary(), problem)
             return None
         if answer.status not in (200, 503) or not isinstance(checks, dict):
-            problem = f"{url} answered {answer.summary()}, not the api's readiness report: check the api's log."
+            problem = (
+                f"{url} answered {answer.summary()}, not the api's readiness report: check the api's log."
+            )
             self.add("readyz", Status.FAIL, url, answer.summary(), problem)
             return None
         database = checks.get("database") if isinstance(checks.get("database"), dict) else {}
@@ -341,7 +359,9 @@ class Doctor:
             )
             self.add("readyz", Status.FAIL, url, saw, problem, "API_DB_FILEPATH")
         elif answer.status != 200:
-            self.add("readyz", Status.FAIL, url, saw, f"The api says it is not ready ({body}): check its log.")
+            self.add(
+                "readyz", Status.FAIL, url, saw, f"The api says it is not ready ({body}): check its log."
+            )
         else:
             self.add("readyz", Status.OK, url, saw)
         return checks
@@ -353,8 +373,13 @@ class Doctor:
             return
         crawler = readiness.get("crawler")
         if not isinstance(crawler, dict):
-            self.add("crawler", Status.WARN, url, "readyz says nothing about the crawler",
-                     "The api's readiness report has no crawler entry: it cannot tell whether /stats works.")
+            self.add(
+                "crawler",
+                Status.WARN,
+                url,
+                "readyz says nothing about the crawler",
+                "The api's readiness report has no crawler entry: it cannot tell whether /stats works.",
+            )
             return
         state = crawler.get("state")
         location = crawler.get("location")
@@ -369,17 +394,21 @@ class Doctor:
             return
         if state != "ok" or crawler.get("ok") is not True:
             if location == "in-process":
-                problem = f"The crawler inside the api's process is not healthy ({detail}): see that process's log."
+                problem = (
+                    f"The crawler inside the api's process is not healthy ({detail}): see that process's log."
+                )
                 self.add("crawler", Status.FAIL, url, f"in-process: {state}, {detail}", problem)
                 return
-            loopback = is_loopback_host(URL(str(location or "")).host)
+            loopback = is_loopback_host(_host_of(location))
             problem = (
                 f"The api cannot reach the crawler at CRAWLER_BASE_URL={location}: check that the "
                 "crawler is running and that CRAWLER_BASE_URL names it as the api's network sees it"
                 + (" (in a container localhost is the api itself)" if loopback else "")
                 + ", for example http://crawler:8080 in compose or http://crawler-service in Kubernetes."
             )
-            self.add("crawler", Status.FAIL, url, f"{location}: {state}, {detail}", problem, "CRAWLER_BASE_URL")
+            self.add(
+                "crawler", Status.FAIL, url, f"{location}: {state}, {detail}", problem, "CRAWLER_BASE_URL"
+            )
             return
         saw = f"{location}: reachable; {_describe_progress(crawler.get('progress'))}"
         progress = crawler.get("progress")
@@ -398,18 +427,24 @@ class Doctor:
         try:
             answer = await self.http.request("GET", url, _browser_headers(page, base, "application/json"))
         except Unreachable as err:
-            self.add("messages", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            self.add("messages", Status.FAIL, url, err.reason, *advice.api_answers_healthz_only(url, err))
             return None
         body = _json_or_none(answer)
         if answer.status == 200 and isinstance(body, list):
-            if all(isinstance(m, dict) and isinstance(m.get("AuthorUsername"), str)
-                   and isinstance(m.get("Text"), str) for m in body):
+            if all(
+                isinstance(m, dict)
+                and isinstance(m.get("AuthorUsername"), str)
+                and isinstance(m.get("Text"), str)
+                for m in body
+            ):
                 self.add("messages", Status.OK, url, f"HTTP 200, {len(body)} message{'s' * (len(body) != 1)}")
                 return answer
-            problem = f"{url} answered a list, but not of messages (AuthorUsername, Text): is API_URL the api's?"
+            problem = (
+                f"{url} answered a list, but not of messages (AuthorUsername, Text): is API_URL the api's?"
+            )
             self.add("messages", Status.FAIL, url, answer.summary(), problem, "API_URL")
             return None
-        problem, variable = _not_the_api_problem(answer, url, base, page)
+        problem, variable = advice.not_the_api(answer, url, base, page.url, page.api_url)
         self.add("messages", Status.FAIL, url, answer.summary(), problem, variable)
         return None
 
@@ -421,7 +456,7 @@ class Doctor:
                 "GET", url, _browser_headers(page, base, "text/event-stream"), read_body=False
             )
         except Unreachable as err:
-            self.add("stream", Status.FAIL, url, err.reason, _answers_healthz_only(url, err))
+            self.add("stream", Status.FAIL, url, err.reason, *advice.api_answers_healthz_only(url, err))
             return
         if answer.status == 200 and answer.content_type == "text/event-stream":
             self.add("stream", Status.OK, url, "HTTP 200, text/event-stream")
@@ -442,7 +477,9 @@ class Doctor:
         url = base.join(URL("messages"))
         page_origin = origin_of(page.url)
         if origin_of(base) == page_origin:
-            self.add("cors", Status.OK, url, f"the page and the api share the origin {page_origin}: no CORS needed")
+            self.add(
+                "cors", Status.OK, url, f"the page and the api share the origin {page_origin}: no CORS needed"
+            )
             return
         headers = {
             "Origin": page_origin,
@@ -453,7 +490,13 @@ class Doctor:
             # Browsers never follow a redirect on a preflight, so neither does the doctor.
             answer = await self.http.request("OPTIONS", url, headers, follow_redirects=False)
         except Unreachable as err:
-            self.add("cors", Status.FAIL, url, f"preflight: {err.reason}", _answers_healthz_only(url, err))
+            self.add(
+                "cors",
+                Status.FAIL,
+                url,
+                f"preflight: {err.reason}",
+                *advice.api_answers_healthz_only(url, err),
+            )
             return
         allow_origin = answer.headers.get("Access-Control-Allow-Origin")
         saw = f"preflight from {page_origin}: HTTP {answer.status}, Access-Control-Allow-Origin {allow_origin or 'absent'}"
@@ -468,7 +511,7 @@ class Doctor:
         refused = not (200 <= answer.status < 300) or allow_origin not in ("*", page_origin)
         if refused and (200 <= answer.status < 300 or answer.status == 403):
             evidence = f"its preflight answered HTTP {answer.status} without allowing it"
-            self.add("cors", Status.FAIL, url, saw, _cors_problem(page_origin, evidence), "API_CORS_ORIGINS")
+            self.add("cors", Status.FAIL, url, saw, *advice.cors_refused(page_origin, evidence))
             return
         if refused:
             problem = (
@@ -493,7 +536,7 @@ class Doctor:
             if got not in ("*", page_origin):
                 saw = f"GET messages from {page_origin}: Access-Control-Allow-Origin {got or 'absent'}"
                 evidence = "its messages answer does not allow it"
-                self.add("cors", Status.FAIL, url, saw, _cors_problem(page_origin, evidence), "API_CORS_ORIGINS")
+                self.add("cors", Status.FAIL, url, saw, *advice.cors_refused(page_origin, evidence))
                 return
         self.add("cors", Status.OK, url, f"{saw}; POST with Content-Type allowed")
 
@@ -505,21 +548,32 @@ class Doctor:
             # A load balancer's health check follows no redirect: only a 200 counts.
             answer = await self.http.request("GET", base, follow_redirects=False)
         except Unreachable as err:
-            self.add("lb-root", Status.FAIL, base, err.reason, _answers_healthz_only(base, err))
+            self.add("lb-root", Status.FAIL, base, err.reason, *advice.api_answers_healthz_only(base, err))
             return
         if answer.status == 200:
-            self.add("lb-root", Status.OK, base,
-                     f"{answer.summary()}: a load balancer's default GET / health check passes")
+            self.add(
+                "lb-root",
+                Status.OK,
+                base,
+                f"{answer.summary()}: a load balancer's default GET / health check passes",
+            )
             return
         problem = (
             f"The api answers HTTP {answer.status} on GET {base}: a load balancer's default health check probes "
-            "GET / and needs a 200, so it would mark the api unhealthy (\"no healthy upstream\" on GKE); point "
+            'GET / and needs a 200, so it would mark the api unhealthy ("no healthy upstream" on GKE); point '
             "the health check at /healthz (on GKE a HealthCheckPolicy) or run an api that answers GET /."
         )
         self.add("lb-root", Status.FAIL, base, answer.summary(), problem)
 
 
-# ---- sentences shared by several hops -----------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def _host_of(url: object) -> str | None:
+    try:
+        return URL(str(url or "")).host
+    except ValueError:
+        return None
 
 
 def _json_or_none(answer: Answer) -> Any:
@@ -537,127 +591,6 @@ def _browser_headers(page: Page, base: URL, accept: str) -> dict[str, str]:
     return headers
 
 
-def _page_status_problem(answer: Answer) -> tuple[str, str | None]:
-    if "no healthy upstream" in answer.text().lower():
-        return (
-            f"The gateway in front of {answer.url} has no healthy backend for the page: the web pods are down "
-            "or fail the load balancer's health check (point it at /healthz).",
-            None,
-        )
-    if answer.status in (502, 503, 504):
-        return (
-            f"The proxy in front of {answer.url} answered HTTP {answer.status}: the web role behind it is down, "
-            "or the proxy's upstream port is not the web's WEB_PORT.",
-            "WEB_PORT",
-        )
-    return (
-        f"{answer.url} answered HTTP {answer.status}, not the chat page: check the address, and that the "
-        "proxy or route for it leads to the web role.",
-        None,
-    )
-
-
-def _no_healthy_upstream_problem(url: URL) -> str:
-    return (
-        f"The gateway answered \"no healthy upstream\" for {url}: its load balancer's health check marks the api "
-        "unhealthy (by default it probes GET / and needs a 200); point it at /healthz (on GKE a "
-        "HealthCheckPolicy), or run an api that answers GET /."
-    )
-
-
-def _not_the_api_problem(answer: Answer, url: URL, base: URL, page: Page) -> tuple[str, str | None]:
-    """Why an answer that should have come from the api did not, as one sentence."""
-    same_origin = origin_of(base) == origin_of(page.url)
-    path = base.path
-    if "no healthy upstream" in answer.text().lower():
-        return _no_healthy_upstream_problem(url), None
-    if answer.status in (502, 503, 504):
-        if same_origin:
-            return (
-                f"The proxy in front of {origin_of(base)} answered HTTP {answer.status} for {url}: it routes "
-                f"{path} but the api behind it is down or elsewhere; check the api runs and the route's upstream "
-                "(host and API_PORT).",
-                "API_PORT",
-            )
-        return (
-            f"{url} answered HTTP {answer.status}, a proxy's error: the api behind {origin_of(base)} is down "
-            "or elsewhere; check the api runs and the upstream's port (API_PORT).",
-            "API_PORT",
-        )
-    if answer.is_html:
-        if same_origin:
-            return (
-                f"{url} answered with a web page, not the api: requests for {path} reach the web, so no proxy "
-                f"route sends {path} to the api; add one that strips the prefix (nginx: location {path} "
-                "{ proxy_pass http://<api>/; }), or set API_URL to the api's own address.",
-                "API_URL",
-            )
-        return (
-            f"{url} answered with a web page, not the api: API_URL ({page.api_url}) points at a web server, "
-            "not at the api.",
-            "API_URL",
-        )
-    if answer.status == 404:
-        if same_origin:
-            return (
-                f"Nothing at {path} answers like the api (HTTP 404 for {url}): no proxy route sends {path} on "
-                f"{origin_of(base)} to the api; add one that strips the prefix (nginx: location {path} "
-                "{ proxy_pass http://<api>/; }), or set API_URL to the api's own address.",
-                "API_URL",
-            )
-        return (
-            f"{url} answered HTTP 404: API_URL ({page.api_url}) does not point at the api (wrong host, port or "
-            "path?).",
-            "API_URL",
-        )
-    return (
-        f"{url} answered {answer.summary()}, not what the api answers: check API_URL ({page.api_url}) and any "
-        "proxy in front of the api.",
-        "API_URL",
-    )
-
-
-def _api_unreachable_problem(err: Unreachable, url: URL, base: URL, page: Page) -> str:
-    where = f"{base.host}:{base.port}"
-    if origin_of(base) == origin_of(page.url):
-        return (
-            f"{url} did not answer ({err.reason}) although the page on the same address did: the proxy in front "
-            f"of {origin_of(base)} cannot pass {base.path} to the api; check that route and that the api runs."
-        )
-    if err.kind is Failure.DNS:
-        return (
-            f"The host name {base.host} in API_URL does not resolve here: browsers elsewhere likely cannot "
-            "resolve it either; add it to DNS (or /etc/hosts, as minikube's *.internal names need) or fix API_URL."
-        )
-    if err.kind is Failure.REFUSED:
-        return (
-            f"Nothing listens at {where}: start the api, or fix the port in API_URL (the port the api is "
-            "published on; API_PORT inside its container)."
-        )
-    if err.kind is Failure.CERTIFICATE:
-        return (
-            f"The api's TLS certificate is not trusted ({err.reason}): browsers will refuse its calls too; "
-            "use a trusted certificate, or pass --insecure to check the rest."
-        )
-    if err.kind is Failure.TIMEOUT:
-        return f"{url} did not answer ({err.reason}): a firewall, or a wrong host in API_URL?"
-    return f"{url} could not be reached ({err.reason}): check API_URL and that the api runs."
-
-
-def _answers_healthz_only(url: URL, err: Unreachable) -> str:
-    return (
-        f"{url} did not answer ({err.reason}) although the api's healthz did: see the api's log, and any "
-        "proxy timeout in front of it."
-    )
-
-
-def _cors_problem(page_origin: str, evidence: str) -> str:
-    return (
-        f"The api refuses the page's origin {page_origin} ({evidence}): the browser will block every call; add "
-        f"{page_origin} to API_CORS_ORIGINS on the api, or leave API_CORS_ORIGINS unset to allow any origin."
-    )
-
-
 def _describe_progress(progress: Any) -> str:
     if not isinstance(progress, dict):
         return "no crawl progress reported"
@@ -671,8 +604,9 @@ def _describe_progress(progress: Any) -> str:
     return described
 
 
-async def diagnose(page_url: str | URL, *, timeout: float = 5.0, insecure: bool = False,
-                   lb_check: bool = True) -> Report:
+async def diagnose(
+    page_url: str | URL, *, timeout: float = 5.0, insecure: bool = False, lb_check: bool = True
+) -> Report:
     """Walk the deployment behind ``page_url``; never raises on network errors."""
     async with Http(timeout, insecure) as http:
         return await Doctor(http, URL(page_url), lb_check=lb_check).run()

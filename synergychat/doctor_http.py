@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -88,7 +88,9 @@ def describe_error(exc: BaseException, url: URL, timeout: float) -> Unreachable:
     if isinstance(exc, asyncio.TimeoutError):
         return Unreachable(f"no answer within {timeout:g} s", Failure.TIMEOUT)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return Unreachable(f"its TLS certificate is not trusted: {exc.certificate_error}", Failure.CERTIFICATE)
+        return Unreachable(
+            f"its TLS certificate is not trusted: {exc.certificate_error}", Failure.CERTIFICATE
+        )
     if isinstance(exc, (aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError)):
         return Unreachable(f"the TLS handshake with {where} failed", Failure.TLS)
     if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(
@@ -119,10 +121,10 @@ class Http:
         self._insecure = insecure
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Http:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(ssl=False if self._insecure else True),
+            connector=aiohttp.TCPConnector(ssl=not self._insecure),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": USER_AGENT},
         )
@@ -155,7 +157,7 @@ class Http:
                     body=body,
                     redirects=[previous.url for previous in response.history],
                 )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise describe_error(exc, url, self.timeout) from None
 
 

@@ -177,7 +177,10 @@ def same_machine_names(a: str | None, b: str | None) -> bool:
 
 
 def origin_of(url: URL) -> str:
-    return str(url.origin())
+    try:
+        return str(url.origin())
+    except ValueError:
+        return "null"  # an opaque origin (data:, a relative URL), as browsers write it
 
 
 # ---- Content-Security-Policy: does connect-src allow the api? -----------------------
@@ -233,12 +236,7 @@ def _source_matches(expression: str, page: URL, url: URL) -> bool:
         if url.scheme == page.scheme and url.port == page.port:
             return True
         # An http page's 'self' also allows the same host over https on the default ports.
-        return (
-            page.scheme == "http"
-            and url.scheme == "https"
-            and page.port == 80
-            and url.port == 443
-        )
+        return page.scheme == "http" and url.scheme == "https" and page.port == 80 and url.port == 443
     if lowered.startswith("'"):
         return False  # nonces, hashes, 'unsafe-*': not about where to connect
     if re.fullmatch(r"[a-z][a-z0-9+.\-]*:", lowered):

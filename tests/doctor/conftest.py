@@ -54,7 +54,13 @@ def doctor() -> DoctorRunner:
 
     async def run(*args: str) -> DoctorRun:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "synergychat", "doctor", "--timeout", DOCTOR_TIMEOUT, *args,
+            sys.executable,
+            "-m",
+            "synergychat",
+            "doctor",
+            "--timeout",
+            DOCTOR_TIMEOUT,
+            *args,
             cwd=REPO,
             env=role_env({}),
             stdout=asyncio.subprocess.PIPE,
@@ -113,8 +119,22 @@ def tls_files(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is not installed (scripts/apt-test-packages.txt lists it)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-keyout", str(key), "-out", str(cert)],
+        [
+            OPENSSL,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
         check=True,
         capture_output=True,
     )
@@ -158,7 +178,8 @@ def nginx(tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
 {locations}
   }}"""
         temp = "\n".join(
-            f"  {kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            f"  {kind}_temp_path {folder}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         (folder / "nginx.conf").write_text(
             f"""worker_processes 1;
@@ -203,4 +224,3 @@ def nginx_proxy_pass(prefix: str, upstream: str) -> str:
       proxy_set_header Connection "";
       proxy_buffering off;
     }}"""
-

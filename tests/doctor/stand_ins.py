@@ -16,8 +16,17 @@ SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
 CLIENT_GONE_POLL_SECONDS = 0.2
 # Headers a proxy must not forward (RFC 9110 hop-by-hop), plus what aiohttp recomputes.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-     "host", "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
 )
 
 ORIGINAL_INDEX_HTML = """<!DOCTYPE html>
@@ -115,7 +124,9 @@ def gutendex_app() -> web.Application:
                     {
                         "id": 84,
                         "title": "Frankenstein; Or, The Modern Prometheus",
-                        "authors": [{"name": "Shelley, Mary Wollstonecraft", "birth_year": 1797, "death_year": 1851}],
+                        "authors": [
+                            {"name": "Shelley, Mary Wollstonecraft", "birth_year": 1797, "death_year": 1851}
+                        ],
                         "languages": ["en"],
                         "copyright": False,
                         "media_type": "Text",
@@ -164,7 +175,7 @@ def proxy_app(routes: list[tuple[str, str]]) -> web.Application:
         path = request.rel_url.raw_path
         for prefix, upstream in ordered:
             if path.startswith(prefix) or path + "/" == prefix:
-                rest = path[len(prefix):] if path.startswith(prefix) else ""
+                rest = path[len(prefix) :] if path.startswith(prefix) else ""
                 break
         else:
             return web.Response(status=404, text="no route\n")
@@ -185,7 +196,7 @@ def proxy_app(routes: list[tuple[str, str]]) -> web.Application:
                         chunk = await asyncio.wait_for(
                             upstream_response.content.readany(), CLIENT_GONE_POLL_SECONDS
                         )
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if request.transport is None or request.transport.is_closing():
                             return response
                         continue
@@ -203,12 +214,11 @@ def proxy_app(routes: list[tuple[str, str]]) -> web.Application:
     return app
 
 
-
 def page_with_config(api_url: str, csp: str | None = None) -> web.Application:
     """A page shaped like ours, with a chosen API_URL and Content-Security-Policy."""
     config = json.dumps({"apiUrl": api_url}).replace("<", "\\u003c").replace(">", "\\u003e")
     html = (
-        '<!DOCTYPE html><html><head><title>SynergyChat</title>'
+        "<!DOCTYPE html><html><head><title>SynergyChat</title>"
         f'<script id="synergychat-config" type="application/json">{config}</script>'
         '<script src="app.js" defer></script></head><body></body></html>'
     )

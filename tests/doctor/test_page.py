@@ -18,8 +18,8 @@ from synergychat.doctor_page import (
     same_machine_names,
     scheme_mistake,
 )
-from synergychat.web import page_config_json
 from synergychat.settings import WebSettings
+from synergychat.web import page_config_json
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,9 @@ def test_scheme_and_bare_host_mistakes() -> None:
 
 
 def test_loopback_names() -> None:
-    assert all(map(is_loopback_host, ["localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]", "app.localhost"]))
+    assert all(
+        map(is_loopback_host, ["localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]", "app.localhost"])
+    )
     assert not any(map(is_loopback_host, ["example.com", "10.0.0.1", "", None]))
     assert same_machine_names("localhost", "127.0.0.1")
     assert not same_machine_names("localhost", "127.0.0.2")
@@ -118,19 +120,31 @@ PAGE = URL("http://chat.example.com:8080/")
         ("script-src 'self'", "http://localhost:8081/messages", None),
         ("connect-src 'self' http://localhost:8081", "http://localhost:8081/messages", None),
         # A host source without a port allows only the scheme's default port.
-        ("connect-src 'self' http://localhost", "http://localhost:8081/messages", "connect-src 'self' http://localhost"),
+        (
+            "connect-src 'self' http://localhost",
+            "http://localhost:8081/messages",
+            "connect-src 'self' http://localhost",
+        ),
         ("connect-src http://localhost:*", "http://localhost:8081/messages", None),
         ("connect-src *.example.com:*", "http://api.example.com:9/messages", None),
         ("connect-src *.example.com", "http://example.com/messages", "connect-src *.example.com"),
         ("connect-src https:", "https://api.example.com/messages", None),
         # An http source also allows its https upgrade, never the reverse.
         ("connect-src http://api.example.com", "https://api.example.com/messages", None),
-        ("connect-src https://api.example.com", "http://api.example.com/messages", "connect-src https://api.example.com"),
+        (
+            "connect-src https://api.example.com",
+            "http://api.example.com/messages",
+            "connect-src https://api.example.com",
+        ),
         ("connect-src 'none'", "http://chat.example.com:8080/api/messages", "connect-src 'none'"),
         ("connect-src *", "http://anything:1/messages", None),
         # Paths: a trailing slash is a prefix, otherwise exact.
         ("connect-src http://a.example/api/", "http://a.example/api/messages", None),
-        ("connect-src http://a.example/api", "http://a.example/api/messages", "connect-src http://a.example/api"),
+        (
+            "connect-src http://a.example/api",
+            "http://a.example/api/messages",
+            "connect-src http://a.example/api",
+        ),
         # Two policies in one header: both must allow.
         ("connect-src *, connect-src 'self'", "http://localhost:8081/messages", "connect-src 'self'"),
     ],

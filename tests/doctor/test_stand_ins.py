@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp import web
 
 from tests.doctor.conftest import DoctorRunner, Serve
@@ -53,7 +54,9 @@ async def test_the_original_page_with_a_relative_api_url_doubles_the_slash(
     assert run.check("api-url")["saw"].endswith(f"(the original page calls {page}/api//messages)")
 
 
-async def test_a_gateway_without_a_healthy_api_names_the_health_check(serve: Serve, doctor: DoctorRunner) -> None:
+async def test_a_gateway_without_a_healthy_api_names_the_health_check(
+    serve: Serve, doctor: DoctorRunner
+) -> None:
     # What Envoy (GKE's gateway) answers when its health check marked every api pod unhealthy.
     web_url = await serve(page_with_config("/api"))
     gateway = await serve(canned_app(503, "no healthy upstream"))
@@ -63,7 +66,7 @@ async def test_a_gateway_without_a_healthy_api_names_the_health_check(serve: Ser
     healthz = run.check("healthz")
     assert healthz["status"] == "fail"
     assert healthz["problem"] == (
-        f"The gateway answered \"no healthy upstream\" for {entry}/api/healthz: its load balancer's health check "
+        f'The gateway answered "no healthy upstream" for {entry}/api/healthz: its load balancer\'s health check '
         "marks the api unhealthy (by default it probes GET / and needs a 200); point it at /healthz (on GKE a "
         "HealthCheckPolicy), or run an api that answers GET /."
     )
@@ -185,6 +188,7 @@ async def test_the_api_url_given_instead_of_the_page(serve: Serve, doctor: Docto
 
 async def test_a_preflight_answered_by_a_proxy(serve: Serve, doctor: DoctorRunner) -> None:
     api = await serve(original_api_app())
+
     # Something in front of the api that refuses OPTIONS itself.
     @web.middleware
     async def refuse_options(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -202,3 +206,57 @@ async def test_a_preflight_answered_by_a_proxy(serve: Serve, doctor: DoctorRunne
     assert cors["problem"].startswith(
         f"The preflight OPTIONS {front}/v1/messages answered HTTP 405 without CORS headers"
     )
+
+
+def odd_api_app(readyz: bytes, messages: bytes) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def raw(body: bytes):  # type: ignore[no-untyped-def]
+        async def answer(request: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        return answer
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", raw(readyz))
+    app.router.add_get("/messages", raw(messages))
+    return app
+
+
+@pytest.mark.parametrize(
+    ("readyz", "messages", "failed"),
+    [
+        # Each guards a shape of answer the doctor must describe, not crash on.
+        (
+            b'{"checks": {"database": "yes", "crawler": {"state": "unreachable", "location": 5}}}',
+            b"[]",
+            {"readyz", "crawler", "cors"},
+        ),
+        (
+            b'{"checks": {"database": {"ok": true}, "crawler": {"state": "unreachable", "location": "http://[x"}}}',
+            b'[{"AuthorUsername": 1}]',
+            {"crawler", "messages", "cors"},
+        ),
+        (b'{"checks": []}', b"\xff\xfe not utf-8", {"readyz", "messages", "cors"}),
+        (b"[]", b'{"messages": []}', {"readyz", "messages", "cors"}),
+        (
+            (
+                b'{"status": "ready", "checks": {"database": {"ok": true}, "crawler": {"state": "ok", "ok": true, '
+                b'"location": null, "progress": {"state": 7, "books_counted": "many"}}}}'
+            ),
+            b"[]",
+            {"cors"},
+        ),
+    ],
+)
+async def test_odd_answers_are_described_not_crashed_on(
+    serve: Serve, doctor: DoctorRunner, readyz: bytes, messages: bytes, failed: set[str]
+) -> None:
+    api = await serve(odd_api_app(readyz, messages))
+    page = await serve(page_with_config(api))
+    run = await doctor(page + "/", "--json", "--no-lb-check")
+    # (This api has no CORS at all, so the preflight fails too.)
+    assert {name for name, status in run.statuses().items() if status == "fail"} == failed
+    assert all(check["problem"] for check in run.report["checks"] if check["status"] == "fail")
