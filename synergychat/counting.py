@@ -137,7 +137,7 @@ class LineCounter:
                 block = empty.join(self._partial)
                 self._partial.clear()
                 self._count_block(block)
-        return dict(zip(self.keywords, self._counts))
+        return dict(zip(self.keywords, self._counts, strict=True))
 
     def _fold(self, block: Any) -> tuple[Any, Sequence[Any], Any]:
         """Lower-case a block of whole lines; give it with the keywords and newline to search."""

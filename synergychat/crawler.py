@@ -12,6 +12,7 @@ more, including what happens when ``CRAWLER_KEYWORDS`` changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -24,6 +25,8 @@ import aiohttp
 from aiohttp import web
 
 from .gutendex import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
     MAX_BOOK_BYTES,
     USER_AGENT,
     BookUnavailable,
@@ -75,8 +78,8 @@ class Crawler:
         self,
         settings: CrawlerSettings,
         *,
-        retry: RetryPolicy = RetryPolicy(),
-        timeouts: Timeouts = Timeouts(),
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         rescan_after_seconds: float = RESCAN_AFTER_SECONDS,
         page_retry_seconds: float = PAGE_RETRY_SECONDS,
         max_book_bytes: int = MAX_BOOK_BYTES,
@@ -115,7 +118,9 @@ class Crawler:
         self._task = asyncio.create_task(self._crawl(store, gutendex), name="synergychat-crawl")
         log.info(
             "crawler ready: counts at %s, catalogue %s, keywords %s",
-            self.db_file or "memory", self.settings.crawler_source_url, ",".join(self.keywords),
+            self.db_file or "memory",
+            self.settings.crawler_source_url,
+            ",".join(self.keywords),
         )
         try:
             yield
@@ -142,7 +147,11 @@ class Crawler:
                 store_check = {"ok": False, "detail": f"not writable: {exc or type(exc).__name__}"}
         crawl_check: dict[str, Any] = {"ok": True, "state": self._state}
         if self._failure is not None:
-            crawl_check = {"ok": False, "state": self._state, "detail": f"the crawl stopped: {self._failure!r}"}
+            crawl_check = {
+                "ok": False,
+                "state": self._state,
+                "detail": f"the crawl stopped: {self._failure!r}",
+            }
         elif self._task is None or self._task.done():
             crawl_check = {"ok": False, "state": self._state, "detail": "the crawl is not running"}
         return {"database": store_check, "crawl": crawl_check}
@@ -235,7 +244,9 @@ class Crawler:
         position = await store.position()
         if position.source_url != source:
             if position.source_url is not None:
-                log.info("CRAWLER_SOURCE_URL changed from %s: starting at %s", position.source_url, first_page)
+                log.info(
+                    "CRAWLER_SOURCE_URL changed from %s: starting at %s", position.source_url, first_page
+                )
             await store.start_pass(source, first_page, position.pass_number + 1)
             position = await store.position()
         elif position.next_page_url is not None:
@@ -257,7 +268,7 @@ class Crawler:
                 continue
             self._state = "crawling"
             try:
-                page = await self._request(lambda: gutendex.page(page_url))
+                page = await self._request(functools.partial(gutendex.page, page_url))
             except PageNotFound:
                 # Past the end: the catalogue shrank under us, or the source URL is wrong.
                 message = f"catalogue page {page_url} does not exist"
@@ -268,8 +279,12 @@ class Crawler:
                 await store.page_done(None)
                 continue
             except CatalogueUnavailable as exc:
-                log.warning("catalogue page %s unavailable: %s; trying again in %.0f s",
-                            page_url, exc, self._page_retry)
+                log.warning(
+                    "catalogue page %s unavailable: %s; trying again in %.0f s",
+                    page_url,
+                    exc,
+                    self._page_retry,
+                )
                 await store.record_error(f"catalogue page {page_url}: {exc}")
                 self._state = "retrying"
                 await self._sleep(self._page_retry)
@@ -285,7 +300,9 @@ class Crawler:
         stale = await store.stale_books(self.keywords)
         if not stale:
             return
-        log.info("CRAWLER_KEYWORDS changed: counting %d books again for %s", len(stale), ",".join(self.keywords))
+        log.info(
+            "CRAWLER_KEYWORDS changed: counting %d books again for %s", len(stale), ",".join(self.keywords)
+        )
         self._state = "recounting"
         self._to_recount = len(stale)
         for book in stale:
@@ -293,7 +310,9 @@ class Crawler:
                 await self._count(store, gutendex, book, pass_number)
             self._to_recount -= 1
 
-    async def _take(self, store: CountStore, gutendex: Gutendex, entry: CatalogueBook, pass_number: int) -> None:
+    async def _take(
+        self, store: CountStore, gutendex: Gutendex, entry: CatalogueBook, pass_number: int
+    ) -> None:
         if not await store.needs_counting(entry.id, self.keywords, pass_number):
             return
         if entry.text is None:
@@ -303,20 +322,28 @@ class Crawler:
         book = CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
         await self._count(store, gutendex, book, pass_number)
 
-    async def _count(self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int) -> None:
+    async def _count(
+        self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int
+    ) -> None:
         assert book.text_url is not None
         source = TextSource(book.text_url, book.charset)
         self._current_book = book
         try:
-            counts = await self._request(lambda: gutendex.count_book(source, self.keywords, self._max_book_bytes))
+            counts = await self._request(
+                lambda: gutendex.count_book(source, self.keywords, self._max_book_bytes)
+            )
         except BookUnavailable as exc:
             log.warning("book %d (%s) skipped: %s", book.id, book.title, exc)
             await store.save_skip(book.id, book.title, str(exc), pass_number)
             await store.record_error(f"book {book.id} ({book.title}) skipped: {exc}")
         else:
             await store.save_counts(book, self.keywords, counts, pass_number)
-            log.info("book %d (%s) counted: %s", book.id, book.title,
-                     ", ".join(f"{keyword} {count}" for keyword, count in counts.items()))
+            log.info(
+                "book %d (%s) counted: %s",
+                book.id,
+                book.title,
+                ", ".join(f"{keyword} {count}" for keyword, count in counts.items()),
+            )
         finally:
             self._current_book = None
 
@@ -396,8 +423,11 @@ def parse_stats_query(query: Any) -> tuple[list[str], str]:
 async def describe(request: web.Request) -> web.Response:
     # Load balancers probe GET / by default; answering 200 here keeps them happy.
     return web.json_response(
-        {"service": "synergychat-crawler", "status": "ok",
-         "endpoints": ["/healthz", "/readyz", "/stats", "/status"]}
+        {
+            "service": "synergychat-crawler",
+            "status": "ok",
+            "endpoints": ["/healthz", "/readyz", "/stats", "/status"],
+        }
     )
 
 

@@ -56,7 +56,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
         # "Equal jitter": at least half the exponential step, so waits never collapse to 0.
-        step = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        step: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return step / 2 + rng.uniform(0, step / 2)
 
 
@@ -67,6 +67,10 @@ class Timeouts:
     read: float = 60.0
     # A whole catalogue page.
     page: float = 120.0
+
+
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 class PassingFault(Exception):
@@ -223,7 +227,9 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
     raise LastingFault(reason)
 
 
-def _count_zip(archive: bytes, keywords: Sequence[str], charset: str | None, max_bytes: int) -> dict[str, int]:
+def _count_zip(
+    archive: bytes, keywords: Sequence[str], charset: str | None, max_bytes: int
+) -> dict[str, int]:
     """Count the largest ``.txt`` member of a zip, decompressing it in pieces."""
     try:
         with zipfile.ZipFile(io.BytesIO(archive)) as opened:
@@ -251,8 +257,8 @@ class Gutendex:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        retry: RetryPolicy = RetryPolicy(),
-        timeouts: Timeouts = Timeouts(),
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -293,7 +299,7 @@ class Gutendex:
                 return await operation()
             except PassingFault as exc:
                 fault, retry_after = str(exc), exc.retry_after
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # aiohttp's read and connect timeouts are TimeoutErrors as well as ClientErrors.
                 fault, retry_after = "timed out", None
             except aiohttp.ClientPayloadError as exc:
@@ -305,8 +311,14 @@ class Gutendex:
             if attempt >= self._retry.attempts:
                 raise LastingFault(f"{fault} (gave up after {attempt} attempts)")
             delay = self._retry.delay(attempt, self._rng, retry_after)
-            log.warning("%s: %s; attempt %d of %d, retrying in %.1f s",
-                        what, fault, attempt, self._retry.attempts, delay)
+            log.warning(
+                "%s: %s; attempt %d of %d, retrying in %.1f s",
+                what,
+                fault,
+                attempt,
+                self._retry.attempts,
+                delay,
+            )
             await self._sleep(delay)
             attempt += 1
 

@@ -299,6 +299,7 @@ class CountStore:
             " last_success_at, last_error_at, last_error_message FROM crawl_state WHERE id = 1"
         ) as cursor:
             row = await cursor.fetchone()
+        assert row is not None  # the first migration inserts the one row
         return CrawlPosition(*row)
 
     async def start_pass(self, source_url: str, first_page_url: str, pass_number: int) -> None:
@@ -339,7 +340,7 @@ class CountStore:
             return True
         if row["status"] == "counted" and set(keywords) <= set(json.loads(row["keywords"])):
             return False
-        return row["pass_number"] != pass_number
+        return bool(row["pass_number"] != pass_number)
 
     async def save_counts(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,27 +35,45 @@ def sample_books() -> list[FakeBook]:
     """Eight books, three per page; each comment gives its counts (love, hate) by hand."""
     return [
         # CRLF, case, "gloves": love 3, hate 2.
-        FakeBook.plain(84, "Frankenstein; Or, The Modern Prometheus",
-                       "I love you.\r\nLOVE and HATE\r\ngloves\r\nnothing here\r\nhate hate hate\r\n"),
+        FakeBook.plain(
+            84,
+            "Frankenstein; Or, The Modern Prometheus",
+            "I love you.\r\nLOVE and HATE\r\ngloves\r\nnothing here\r\nhate hate hate\r\n",
+        ),
         # The real catalogue's us-ascii key: love 4, hate 0.
         FakeBook.plain(1342, "Pride and Prejudice", "love\nlove\nlove\nlove\n", charset="us-ascii"),
         # Latin-1 bytes ("whatever" holds hate): love 1, hate 1.
-        FakeBook.plain(11, "Alice's Adventures in Wonderland", "Café love\nwhatever\n".encode("latin-1"),
-                       charset="iso-8859-1"),
+        FakeBook.plain(
+            11,
+            "Alice's Adventures in Wonderland",
+            "Café love\nwhatever\n".encode("latin-1"),
+            charset="iso-8859-1",
+        ),
         # Only a zip: love 2, hate 1 (the zip's html member is not counted).
-        FakeBook(2701, "Moby Dick; Or, The Whale", {"text/plain; charset=utf-8": "2701.zip"},
-                 {"2701.zip": zipped("2701-0.txt", "love\nlove\nhate\n")}),
+        FakeBook(
+            2701,
+            "Moby Dick; Or, The Whale",
+            {"text/plain; charset=utf-8": "2701.zip"},
+            {"2701.zip": zipped("2701-0.txt", "love\nlove\nhate\n")},
+        ),
         # No plain text at all: skipped.
-        FakeBook(100, "The Complete Works of William Shakespeare",
-                 {"text/html": "100.html", "application/epub+zip": "100.epub"}, {"100.html": b"love"}),
+        FakeBook(
+            100,
+            "The Complete Works of William Shakespeare",
+            {"text/html": "100.html", "application/epub+zip": "100.epub"},
+            {"100.html": b"love"},
+        ),
         # Bad bytes in declared UTF-8: love 1 ("lo\xffve" is not love), hate 1.
         FakeBook.plain(1661, "The Adventures of Sherlock Holmes", b"lo\xffve\nlove\xff\nHATE\n"),
         # Non-ASCII title and text: love 1, hate 0.
         FakeBook.plain(5200, "Émile", "ÉMILE love\n"),
         # A zip and a plain text: the plain one is read, love 1, hate 1.
-        FakeBook(64317, "The Great Gatsby",
-                 {"text/plain; charset=utf-8": "64317.zip", "text/plain": "64317.txt"},
-                 {"64317.zip": zipped("64317.txt", "love\n" * 9), "64317.txt": b"love\nhate\n"}),
+        FakeBook(
+            64317,
+            "The Great Gatsby",
+            {"text/plain; charset=utf-8": "64317.zip", "text/plain": "64317.txt"},
+            {"64317.zip": zipped("64317.txt", "love\n" * 9), "64317.txt": b"love\nhate\n"},
+        ),
     ]
 
 
@@ -77,13 +95,15 @@ SAMPLE_COUNTS = {
 SAMPLE_TEXT_FILES = ["84.txt", "1342.txt", "11.txt", "2701.zip", "1661.txt", "5200.txt", "64317.txt"]
 
 
-def rows(counts: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+def rows(counts: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
     return {(row["Keyword"], row["BookTitle"]): row["Count"] for row in counts}
 
 
 @pytest.fixture
 async def serve_fake(aiohttp_server: Any) -> Callable[..., Awaitable[FakeGutendex]]:
-    async def serve(books: list[FakeBook] | None = None, page_size: int = 3, port: int | None = None) -> FakeGutendex:
+    async def serve(
+        books: list[FakeBook] | None = None, page_size: int = 3, port: int | None = None
+    ) -> FakeGutendex:
         fake = FakeGutendex(sample_books() if books is None else books, page_size)
         server = await aiohttp_server(fake.app(), port=port)
         fake.base_url = str(server.make_url("")).rstrip("/")
@@ -134,7 +154,9 @@ class RunningCrawler:
         assert response.status == expected_status, await response.text()
         return await response.json()
 
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> dict[str, Any]:
         """Poll /status until ``predicate`` holds; fail with the last status if it never does."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
@@ -154,7 +176,9 @@ class RunningCrawler:
 async def start_crawler(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningCrawler]]]:
     started: list[TestClient] = []
 
-    async def start(settings: CrawlerSettings | None = None, source_url: str = "", **overrides: Any) -> RunningCrawler:
+    async def start(
+        settings: CrawlerSettings | None = None, source_url: str = "", **overrides: Any
+    ) -> RunningCrawler:
         settings = settings or crawler_settings(tmp_path / "counts", source_url)
         crawler = make_crawler(settings, **overrides)
         client = TestClient(TestServer(create_crawler_app(settings, crawler)))

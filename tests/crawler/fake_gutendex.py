@@ -106,11 +106,13 @@ class FakeGutendex:
         if fault in (HTTP_500, HTTP_503, NOT_FOUND):
             return web.json_response({"detail": "fault"}, status=int(fault))
         if fault == HTTP_429:
-            return web.json_response({"detail": "slow down"}, status=429, headers={"Retry-After": self.retry_after})
+            return web.json_response(
+                {"detail": "slow down"}, status=429, headers={"Retry-After": self.retry_after}
+            )
         if fault == TIMEOUT:
             try:
                 await asyncio.wait_for(self._closing.wait(), 5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             return web.Response(text="too late")
         if fault == DROP:
@@ -137,8 +139,13 @@ class FakeGutendex:
             {
                 "count": len(self.books),
                 "next": f"{self.base_url}/books/?page={number + 1}" if number < pages else None,
-                "previous": (f"{self.base_url}/books/?page={number - 1}" if number > 2 else
-                             f"{self.base_url}/books/" if number == 2 else None),
+                "previous": (
+                    f"{self.base_url}/books/?page={number - 1}"
+                    if number > 2
+                    else f"{self.base_url}/books/"
+                    if number == 2
+                    else None
+                ),
                 "results": [self._entry(book) for book in shown],
             }
         ).encode()

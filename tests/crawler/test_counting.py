@@ -22,7 +22,10 @@ KEYWORDS = ("love", "hate", "joy", "fear")
 def reference_counts(text: str, keywords: tuple[str, ...]) -> dict[str, int]:
     """The definition, written the slow obvious way."""
     lines = text.split("\n")
-    return {kw: sum(1 for line in lines if kw and "\n" not in kw and kw.lower() in line.lower()) for kw in keywords}
+    return {
+        kw: sum(1 for line in lines if kw and "\n" not in kw and kw.lower() in line.lower())
+        for kw in keywords
+    }
 
 
 def pieces(data: bytes, sizes: list[int]) -> list[bytes]:
@@ -90,13 +93,15 @@ def test_keywords(keywords: tuple[str, ...], text: str, expected: dict[str, int]
         ("utf-8", b"lo\xffve\nlove\xff\n\xc3love\n\xe2\x84", {"café": 0, "love": 2}),
         # UTF-16 with a BOM: not ASCII-compatible, so decoded as text.
         ("utf-16", "love\r\nhate love\r\n".encode("utf-16"), {"café": 0, "love": 2}),
-        (None, "love\n".encode(), {"café": 0, "love": 1}),
+        (None, b"love\n", {"café": 0, "love": 1}),
     ],
 )
 def test_charsets(charset: str | None, data: bytes, expected: dict[str, int]) -> None:
     # Byte by byte, too: a multi-byte character split between pieces must still decode.
     assert count_keyword_lines([data], tuple(expected), charset) == expected
-    assert count_keyword_lines([data[i : i + 1] for i in range(len(data))], tuple(expected), charset) == expected
+    assert (
+        count_keyword_lines([data[i : i + 1] for i in range(len(data))], tuple(expected), charset) == expected
+    )
 
 
 def test_unknown_charset_is_a_lookup_error() -> None:
@@ -127,8 +132,27 @@ def test_matches_the_definition_on_random_text_in_random_pieces(seed: int) -> No
     # Guards the streaming: matches across piece boundaries, \r\n split between
     # pieces, long lines folded down, the bytes and str paths, odd characters.
     rng = random.Random(seed)
-    alphabet = ["love", "LOVE", "lo", "ve", "hate", "Joy", "j", "fear", " ", "\n", "\r\n", "\r",
-                "é", "“", "\u212a", "\u0130", "ς", "Σ", "x" * 7]
+    alphabet = [
+        "love",
+        "LOVE",
+        "lo",
+        "ve",
+        "hate",
+        "Joy",
+        "j",
+        "fear",
+        " ",
+        "\n",
+        "\r\n",
+        "\r",
+        "é",
+        "“",
+        "\u212a",
+        "\u0130",
+        "ς",
+        "Σ",
+        "x" * 7,
+    ]
     text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400)))
     keywords = rng.choice([KEYWORDS, ("love", "k", "i"), ("é", "love"), ("ove\r",)])
     charset = rng.choice(["utf-8", "utf-8", "utf-16-le", "utf-8-sig"])
@@ -190,5 +214,7 @@ def test_memory_stays_bounded_on_a_text_without_newlines() -> None:
 def test_the_utf8_screen_covers_every_ascii_lowering_character() -> None:
     from synergychat.counting import _ASCII_LOWERING_UTF8
 
-    assert sorted(sequence.decode() for _, sequence in _ASCII_LOWERING_UTF8) == sorted(ASCII_LOWERING_CHARACTERS)
+    assert sorted(sequence.decode() for _, sequence in _ASCII_LOWERING_UTF8) == sorted(
+        ASCII_LOWERING_CHARACTERS
+    )
     assert all(rare in sequence for rare, sequence in _ASCII_LOWERING_UTF8)

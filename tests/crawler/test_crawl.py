@@ -88,7 +88,9 @@ async def test_a_book_that_keeps_failing_is_skipped_and_tried_next_pass(
     assert gutendex.served == {name: 1 for name in SAMPLE_TEXT_FILES}
 
 
-async def test_lasting_faults_skip_the_book_at_once(serve_fake: ServeFake, start_crawler: StartCrawler) -> None:
+async def test_lasting_faults_skip_the_book_at_once(
+    serve_fake: ServeFake, start_crawler: StartCrawler
+) -> None:
     books = [
         FakeBook.plain(1, "Refused", b""),
         FakeBook.plain(2, "Gone", b""),
@@ -180,7 +182,9 @@ async def test_restart_in_the_middle_of_a_page_counts_no_book_twice(
     assert gutendex.served["84.txt"] == 1 and gutendex.served["1342.txt"] == 1
 
 
-async def test_new_books_are_found_on_the_next_pass(gutendex: FakeGutendex, start_crawler: StartCrawler) -> None:
+async def test_new_books_are_found_on_the_next_pass(
+    gutendex: FakeGutendex, start_crawler: StartCrawler
+) -> None:
     running = await start_crawler(source_url=gutendex.base_url, rescan_after_seconds=0.2)
     await running.wait_for(lambda s: s["pass"] == 1 and s["state"] == "waiting")
     gutendex.books.insert(0, FakeBook.plain(99999, "A New Book", "love\nlove\n"))
@@ -192,7 +196,9 @@ async def test_new_books_are_found_on_the_next_pass(gutendex: FakeGutendex, star
     assert gutendex.served == {name: 1 for name in [*SAMPLE_TEXT_FILES, "99999.txt"]}
 
 
-async def test_a_restart_during_the_wait_keeps_waiting(gutendex: FakeGutendex, start_crawler: StartCrawler) -> None:
+async def test_a_restart_during_the_wait_keeps_waiting(
+    gutendex: FakeGutendex, start_crawler: StartCrawler
+) -> None:
     first = await start_crawler(source_url=gutendex.base_url)
     await first.wait_until_waiting()
     await first.stop()
@@ -222,7 +228,9 @@ async def test_new_keywords_recount_old_books(
     # Fewer keywords: nothing to download; the dropped keyword is no longer answered.
     third = await start_crawler(crawler_settings(db, gutendex.base_url, ["hate"]))
     await third.wait_until_waiting()
-    assert rows(await third.crawler.stats([], "")) == {k: v for k, v in SAMPLE_COUNTS.items() if k[0] == "hate"}
+    assert rows(await third.crawler.stats([], "")) == {
+        k: v for k, v in SAMPLE_COUNTS.items() if k[0] == "hate"
+    }
     assert rows(await third.crawler.stats(["love"], "")) == {}
     assert gutendex.served == {name: 2 for name in SAMPLE_TEXT_FILES}
 
@@ -269,10 +277,12 @@ async def test_a_crashed_crawl_is_logged_and_fails_readiness(
     assert await running.get_json("/stats") == []
 
 
-async def test_memory_stays_bounded_on_a_large_book(serve_fake: ServeFake, start_crawler: StartCrawler) -> None:
+async def test_memory_stays_bounded_on_a_large_book(
+    serve_fake: ServeFake, start_crawler: StartCrawler
+) -> None:
     import tracemalloc
 
-    line = "It is a truth universally acknowledged, that a single man in want of love\r\n".encode()
+    line = b"It is a truth universally acknowledged, that a single man in want of love\r\n"
     piece = line * 800  # ~60 KB
 
     def six_megabytes() -> Any:
@@ -280,7 +290,9 @@ async def test_memory_stays_bounded_on_a_large_book(serve_fake: ServeFake, start
             yield piece
 
     lines = (6 * 1024 * 1024 // len(piece) + 1) * 800
-    gutendex = await serve_fake([FakeBook(1, "Big", {"text/plain; charset=utf-8": "1.txt"}, {"1.txt": six_megabytes})])
+    gutendex = await serve_fake(
+        [FakeBook(1, "Big", {"text/plain; charset=utf-8": "1.txt"}, {"1.txt": six_megabytes})]
+    )
     tracemalloc.start()
     try:
         running = await start_crawler(source_url=gutendex.base_url)

@@ -60,7 +60,9 @@ def only(keywords: set[str] | None = None, title: str = "") -> dict[tuple[str, s
         ("title=%FF", {}),
     ],
 )
-async def test_stats_filters(crawled: RunningCrawler, params: Any, expected: dict[tuple[str, str], int]) -> None:
+async def test_stats_filters(
+    crawled: RunningCrawler, params: Any, expected: dict[tuple[str, str], int]
+) -> None:
     if isinstance(params, str):
         response = await crawled.client.get(f"/stats?{params}")
         assert response.status == 200
@@ -157,7 +159,9 @@ async def test_both_api_transports_read_the_same_answers(crawled: RunningCrawler
             await client.close()
 
 
-async def test_under_role_all_the_crawler_is_mounted_at_crawler(gutendex: FakeGutendex, tmp_path: Path) -> None:
+async def test_under_role_all_the_crawler_is_mounted_at_crawler(
+    gutendex: FakeGutendex, tmp_path: Path
+) -> None:
     settings = RoleSettings(
         web=WebSettings(web_port=8080, api_url="/api"),
         api=ApiSettings(api_port=8080, api_db_filepath="", crawler_base_url=""),
@@ -176,7 +180,9 @@ async def test_under_role_all_the_crawler_is_mounted_at_crawler(gutendex: FakeGu
         assert status["state"] == "waiting", status
         response = await client.get("/crawler/stats", params={"keywords": "love", "title": "gatsby"})
         assert rows(await response.json()) == only({"love"}, "gatsby")
-        response = await client.post("/api/messages", json={"AuthorUsername": "x", "Text": "/stats keywords=love"})
+        response = await client.post(
+            "/api/messages", json={"AuthorUsername": "x", "Text": "/stats keywords=love"}
+        )
         assert response.status == 201
         reply = (await response.json())[-1]
         total = sum(count for (keyword, _), count in SAMPLE_COUNTS.items() if keyword == "love")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
-from email.utils import format_datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import aiohttp
 import pytest
@@ -35,21 +35,39 @@ ServeFake = Callable[..., Awaitable[FakeGutendex]]
     ("formats", "expected"),
     [
         # The real catalogue's shape: us-ascii key on a .txt.utf-8 link.
-        ({"text/html": "h", "text/plain; charset=us-ascii": "https://g.org/84.txt.utf-8"},
-         TextSource("https://g.org/84.txt.utf-8", "us-ascii")),
+        (
+            {"text/html": "h", "text/plain; charset=us-ascii": "https://g.org/84.txt.utf-8"},
+            TextSource("https://g.org/84.txt.utf-8", "us-ascii"),
+        ),
         # UTF-8 is preferred over US-ASCII, which is preferred over undeclared and others.
-        ({"text/plain; charset=iso-8859-1": "https://g.org/a.txt", "text/plain; charset=us-ascii": "https://g.org/b.txt",
-          "text/plain": "https://g.org/c.txt", "text/plain; charset=utf-8": "https://g.org/d.txt"},
-         TextSource("https://g.org/d.txt", "utf-8")),
-        ({"text/plain; charset=iso-8859-1": "https://g.org/a.txt", "text/plain": "https://g.org/c.txt"},
-         TextSource("https://g.org/c.txt", None)),
+        (
+            {
+                "text/plain; charset=iso-8859-1": "https://g.org/a.txt",
+                "text/plain; charset=us-ascii": "https://g.org/b.txt",
+                "text/plain": "https://g.org/c.txt",
+                "text/plain; charset=utf-8": "https://g.org/d.txt",
+            },
+            TextSource("https://g.org/d.txt", "utf-8"),
+        ),
+        (
+            {"text/plain; charset=iso-8859-1": "https://g.org/a.txt", "text/plain": "https://g.org/c.txt"},
+            TextSource("https://g.org/c.txt", None),
+        ),
         # Any plain text beats a zip, even UTF-8 in a zip.
-        ({"text/plain; charset=utf-8": "https://g.org/84-0.zip", "text/plain; charset=iso-8859-1": "https://g.org/84.txt"},
-         TextSource("https://g.org/84.txt", "iso-8859-1")),
+        (
+            {
+                "text/plain; charset=utf-8": "https://g.org/84-0.zip",
+                "text/plain; charset=iso-8859-1": "https://g.org/84.txt",
+            },
+            TextSource("https://g.org/84.txt", "iso-8859-1"),
+        ),
         # A zip if that is all there is.
-        ({"text/plain; charset=utf-8": "https://g.org/84-0.ZIP"}, TextSource("https://g.org/84-0.ZIP", "utf-8")),
+        (
+            {"text/plain; charset=utf-8": "https://g.org/84-0.ZIP"},
+            TextSource("https://g.org/84-0.ZIP", "utf-8"),
+        ),
         # Key spelling varies: case, spaces, quotes.
-        ({"Text/Plain;Charset=\"UTF-8\"": "https://g.org/x.txt"}, TextSource("https://g.org/x.txt", "utf-8")),
+        ({'Text/Plain;Charset="UTF-8"': "https://g.org/x.txt"}, TextSource("https://g.org/x.txt", "utf-8")),
         # Relative links resolve against the page.
         ({"text/plain": "/files/9.txt"}, TextSource("https://gutendex.example/files/9.txt", None)),
         # Nothing plain, or nothing usable: no text.
@@ -140,9 +158,9 @@ class Sleeps:
 
 
 @pytest.fixture
-async def session() -> aiohttp.ClientSession:
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
-        yield session  # type: ignore[misc]
+        yield session
 
 
 async def test_retry_after_is_honoured(serve_fake: ServeFake, session: aiohttp.ClientSession) -> None:
@@ -157,7 +175,9 @@ async def test_retry_after_is_honoured(serve_fake: ServeFake, session: aiohttp.C
     assert 1.0 <= sleeps.delays[1] <= 2.0  # the second attempt's backoff step
 
 
-async def test_a_book_is_given_up_after_its_attempts(serve_fake: ServeFake, session: aiohttp.ClientSession) -> None:
+async def test_a_book_is_given_up_after_its_attempts(
+    serve_fake: ServeFake, session: aiohttp.ClientSession
+) -> None:
     gutendex = await serve_fake([FakeBook.plain(1, "One", "love\n")])
     gutendex.fail("/files/1.txt", *[faults.HTTP_503] * 3)
     sleeps = Sleeps()
@@ -183,13 +203,15 @@ async def test_page_errors(serve_fake: ServeFake, session: aiohttp.ClientSession
 
 
 async def test_a_zip_bomb_is_capped(serve_fake: ServeFake, session: aiohttp.ClientSession) -> None:
-    book = FakeBook(1, "Bomb", {"text/plain": "1.zip"}, {"1.zip": faults.zipped("1.txt", "love\n" * 200_000)})
-    gutendex = await serve_fake([book])
-    assert len(book.files["1.zip"]) < 20_000
+    archive = faults.zipped("1.txt", "love\n" * 200_000)
+    assert len(archive) < 20_000  # a million bytes of text deflate to almost nothing
+    gutendex = await serve_fake([FakeBook(1, "Bomb", {"text/plain": "1.zip"}, {"1.zip": archive})])
     client = Gutendex(session, RetryPolicy(attempts=1), sleep=Sleeps())
     with pytest.raises(BookUnavailable, match="too large"):
         await client.count_book(TextSource(f"{gutendex.base_url}/files/1.zip"), ["love"], max_bytes=100_000)
-    assert await client.count_book(TextSource(f"{gutendex.base_url}/files/1.zip"), ["love"]) == {"love": 200_000}
+    assert await client.count_book(TextSource(f"{gutendex.base_url}/files/1.zip"), ["love"]) == {
+        "love": 200_000
+    }
 
 
 async def test_an_unknown_charset_falls_back_to_what_the_server_says(

@@ -64,7 +64,9 @@ def fake_gutendex_thread() -> Iterator[FakeGutendex]:
 
 def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -72,7 +74,9 @@ def http_json(method: str, url: str, body: Any = None) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
-def wait_for_status(url: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+def wait_for_status(
+    url: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         status_code, status = http_json("GET", url)
@@ -109,7 +113,10 @@ def test_crawler_then_api_over_http_and_a_restart_that_resumes(tmp_path: Path) -
             status_code, ready = http_json("GET", f"{crawler.url}/readyz")
             assert status_code == 200, ready
 
-            api_env = {"CRAWLER_BASE_URL": crawler.url, "API_DB_FILEPATH": str(tmp_path / "api" / "messages.db")}
+            api_env = {
+                "CRAWLER_BASE_URL": crawler.url,
+                "API_DB_FILEPATH": str(tmp_path / "api" / "messages.db"),
+            }
             with running_role("api", tmp_path, api_env) as api:
                 reply = ask_stats(f"{api.url}/messages", "/stats keywords=love")
                 assert reply["Text"].startswith(f"Beep boop! I have found {LOVE} matches")
@@ -132,7 +139,10 @@ def test_crawler_then_api_over_http_and_a_restart_that_resumes(tmp_path: Path) -
 
 def test_role_all_answers_stats_in_process(tmp_path: Path) -> None:
     with fake_gutendex_thread() as gutendex:
-        env = {**crawler_env(gutendex, tmp_path / "crawler-data"), "API_DB_FILEPATH": str(tmp_path / "messages.db")}
+        env = {
+            **crawler_env(gutendex, tmp_path / "crawler-data"),
+            "API_DB_FILEPATH": str(tmp_path / "messages.db"),
+        }
         with running_role("all", tmp_path, env, wait_path="/api/healthz") as app:
             wait_for_status(f"{app.url}/crawler/status", lambda s: s["state"] == "waiting")
             reply = ask_stats(f"{app.url}/api/messages", "/stats keywords=love")
