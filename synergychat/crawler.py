@@ -39,7 +39,7 @@ from .gutendex import (
     Timeouts,
     first_page_url,
 )
-from .settings import CrawlerSettings, split_comma_list
+from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountedBook, CountStore
 from .transport import KeywordCount
 
@@ -110,7 +110,11 @@ class Crawler:
         """A cleanup context: open the store and start crawling; stop and close after."""
         if self.db_file is None:
             log.warning("CRAWLER_DB_PATH is not set: counts are kept in memory and lost on exit")
-        store = await CountStore.open(self.db_file)
+        try:
+            store = await CountStore.open(self.db_file)
+        except (OSError, sqlite3.Error, RuntimeError) as exc:
+            folder = self.settings.crawler_db_path
+            raise StartupError(f"CRAWLER_DB_PATH={folder!r}: cannot open the count database: {exc}") from exc
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         self._store = store
         self._failure = None

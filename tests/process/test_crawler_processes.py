@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -22,7 +24,7 @@ from aiohttp import web
 
 from tests.crawler.conftest import SAMPLE_COUNTS, SAMPLE_TEXT_FILES, sample_books
 from tests.crawler.fake_gutendex import FakeGutendex
-from tests.support.processes import free_port, running_role
+from tests.support.processes import REPO, free_port, role_env, running_role
 
 pytestmark = pytest.mark.process
 
@@ -152,3 +154,24 @@ def test_role_all_answers_stats_in_process(tmp_path: Path) -> None:
             status_code, ready = http_json("GET", f"{app.url}/crawler/readyz")
             assert status_code == 200, ready
             assert app.stop() == 0, app.log()
+
+
+def test_a_count_folder_that_cannot_be_opened_stops_the_crawler_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {
+        "CRAWLER_PORT": str(free_port()),
+        "CRAWLER_DB_PATH": str(blocker),
+        # Never reached: the crawler stops before its first request.
+        "CRAWLER_SOURCE_URL": "http://127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "synergychat", "--role", "crawler"],
+        cwd=REPO,
+        env=role_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "synergychat: CRAWLER_DB_PATH=" in result.stderr and "Traceback" not in result.stderr
