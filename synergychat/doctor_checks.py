@@ -40,8 +40,10 @@ HOPS = ("page", "api-url", "csp", "healthz", "readyz", "crawler", "messages", "s
 MAX_SCRIPTS_TO_READ = 5
 # app.js polls an api without a stream this often (LEGACY_POLL_MS).
 LEGACY_POLL_SECONDS = 5
-# Progress states of a crawl that has stopped making progress by itself.
-STALLED_CRAWL_STATES = frozenset({"failed", "failing", "error", "stopped", "crashed"})
+# The crawler's progress states (crawler.py) in which it counts no books: it cannot read its
+# catalogue and keeps trying, or its crawl ended on an error and will not resume by itself.
+CATALOGUE_TROUBLE_STATES = frozenset({"retrying"})
+STOPPED_CRAWL_STATES = frozenset({"failed", "stopped"})
 
 
 class Status(StrEnum):
@@ -410,17 +412,25 @@ class Doctor:
                 "crawler", Status.FAIL, url, f"{location}: {state}, {detail}", problem, "CRAWLER_BASE_URL"
             )
             return
-        saw = f"{location}: reachable; {_describe_progress(crawler.get('progress'))}"
         progress = crawler.get("progress")
+        saw = f"{location}: reachable; {_describe_progress(progress)}"
         crawl_state = progress.get("state") if isinstance(progress, dict) else None
-        if isinstance(crawl_state, str) and crawl_state.lower() in STALLED_CRAWL_STATES:
+        crawl_state = crawl_state if isinstance(crawl_state, str) else None
+        last_error = _last_error(progress) or "no detail"
+        if crawl_state in CATALOGUE_TROUBLE_STATES:
             problem = (
-                f"The crawler answers but its crawl is {crawl_state}: it counts no more books; check "
-                "CRAWLER_SOURCE_URL (the Gutendex it reads) and the crawler's log."
+                f"The crawler cannot read its catalogue ({last_error}): check CRAWLER_SOURCE_URL as the "
+                "crawler's network sees it (the default, https://gutendex.com, needs a way out to the internet)."
             )
             self.add("crawler", Status.WARN, url, saw, problem, "CRAWLER_SOURCE_URL")
-            return
-        self.add("crawler", Status.OK, url, saw)
+        elif crawl_state in STOPPED_CRAWL_STATES:
+            problem = (
+                f"The crawler answers but its crawl has {crawl_state} ({last_error}): it counts no more books; "
+                "see the crawler's log, and restart it once the cause is fixed."
+            )
+            self.add("crawler", Status.WARN, url, saw, problem)
+        else:
+            self.add("crawler", Status.OK, url, saw)
 
     async def check_messages(self, page: Page, base: URL) -> Answer | None:
         url = base.join(URL("messages"))
@@ -593,15 +603,20 @@ def _browser_headers(page: Page, base: URL, accept: str) -> dict[str, str]:
 
 def _describe_progress(progress: Any) -> str:
     if not isinstance(progress, dict):
+        # The original crawler has no /status: reachable is all the api can tell.
         return "no crawl progress reported"
-    described = (
+    return (
         f"crawl {progress.get('state', '?')}, {progress.get('books_counted', '?')} books counted, "
         f"{progress.get('pages_done', '?')} catalogue pages done"
     )
-    for key in ("detail", "last_error", "error"):
-        if isinstance(progress.get(key), str) and progress[key]:
-            return f"{described} ({progress[key]})"
-    return described
+
+
+def _last_error(progress: Any) -> str | None:
+    """The crawler's last error message: ``{"at": ..., "message": ...}`` in its /status, or a string."""
+    error = progress.get("last_error") if isinstance(progress, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error if isinstance(error, str) and error else None
 
 
 async def diagnose(

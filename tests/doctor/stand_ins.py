@@ -57,7 +57,10 @@ def original_web_app(api_url: str) -> web.Application:
     return app
 
 
-def original_api_app() -> web.Application:
+ORIGINAL_MESSAGES = b'[{"AuthorUsername": "john_doe", "Text": "Hello, world!"}]'
+
+
+def original_api_app(messages_body: bytes = ORIGINAL_MESSAGES) -> web.Application:
     """The original Go api as seen from outside: healthz, messages, permissive CORS, and
     404 on everything else (GET /, /readyz, /messages/stream)."""
 
@@ -83,7 +86,7 @@ def original_api_app() -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def messages(request: web.Request) -> web.Response:
-        return web.json_response([{"AuthorUsername": "john_doe", "Text": "Hello, world!"}])
+        return web.Response(body=messages_body, content_type="application/json")
 
     app = web.Application(middlewares=[cors])
     app.router.add_get("/healthz", healthz)

@@ -4,6 +4,7 @@ and mistakes that need no real role to show. The doctor runs as the real command
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from aiohttp import web
@@ -208,9 +209,8 @@ async def test_a_preflight_answered_by_a_proxy(serve: Serve, doctor: DoctorRunne
     )
 
 
-def odd_api_app(readyz: bytes, messages: bytes) -> web.Application:
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+def odd_api_app(readyz: bytes, messages: bytes = b"[]") -> web.Application:
+    """An api whose readyz and messages answer exactly these bytes (CORS as the original's)."""
 
     def raw(body: bytes):  # type: ignore[no-untyped-def]
         async def answer(request: web.Request) -> web.Response:
@@ -218,10 +218,8 @@ def odd_api_app(readyz: bytes, messages: bytes) -> web.Application:
 
         return answer
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
+    app = original_api_app(messages)
     app.router.add_get("/readyz", raw(readyz))
-    app.router.add_get("/messages", raw(messages))
     return app
 
 
@@ -232,22 +230,22 @@ def odd_api_app(readyz: bytes, messages: bytes) -> web.Application:
         (
             b'{"checks": {"database": "yes", "crawler": {"state": "unreachable", "location": 5}}}',
             b"[]",
-            {"readyz", "crawler", "cors"},
+            {"readyz", "crawler"},
         ),
         (
             b'{"checks": {"database": {"ok": true}, "crawler": {"state": "unreachable", "location": "http://[x"}}}',
             b'[{"AuthorUsername": 1}]',
-            {"crawler", "messages", "cors"},
+            {"crawler", "messages"},
         ),
-        (b'{"checks": []}', b"\xff\xfe not utf-8", {"readyz", "messages", "cors"}),
-        (b"[]", b'{"messages": []}', {"readyz", "messages", "cors"}),
+        (b'{"checks": []}', b"\xff\xfe not utf-8", {"readyz", "messages"}),
+        (b"[]", b'{"messages": []}', {"readyz", "messages"}),
         (
             (
                 b'{"status": "ready", "checks": {"database": {"ok": true}, "crawler": {"state": "ok", "ok": true, '
-                b'"location": null, "progress": {"state": 7, "books_counted": "many"}}}}'
+                b'"location": null, "progress": {"state": [7], "books_counted": "many", "last_error": 3}}}}'
             ),
             b"[]",
-            {"cors"},
+            set(),
         ),
     ],
 )
@@ -257,6 +255,59 @@ async def test_odd_answers_are_described_not_crashed_on(
     api = await serve(odd_api_app(readyz, messages))
     page = await serve(page_with_config(api))
     run = await doctor(page + "/", "--json", "--no-lb-check")
-    # (This api has no CORS at all, so the preflight fails too.)
     assert {name for name, status in run.statuses().items() if status == "fail"} == failed
     assert all(check["problem"] for check in run.report["checks"] if check["status"] == "fail")
+
+
+def readiness_with_crawl(state: str, last_error: object) -> bytes:
+    return json.dumps(
+        {
+            "status": "ready",
+            "checks": {
+                "database": {"ok": True, "detail": "writable"},
+                "crawler": {
+                    "ok": True,
+                    "state": "ok",
+                    "location": "http://crawler:8080",
+                    "detail": "reachable",
+                    "progress": {
+                        "state": state,
+                        "books_counted": 0,
+                        "pages_done": 0,
+                        "last_error": last_error,
+                    },
+                },
+            },
+        }
+    ).encode()
+
+
+async def test_a_crawler_that_cannot_read_its_catalogue(serve: Serve, doctor: DoctorRunner) -> None:
+    error = {"at": "2026-01-01T00:00:00Z", "message": "catalogue page https://gutendex.com/books/: timed out"}
+    api = await serve(odd_api_app(readiness_with_crawl("retrying", error)))
+    page = await serve(page_with_config(api))
+    run = await doctor(page + "/", "--json", "--no-lb-check")
+    # The chat works; only /stats is stuck at what was counted: a warning, exit 0.
+    assert run.code == 0
+    crawler = run.check("crawler")
+    assert crawler["status"] == "warn"
+    assert crawler["saw"] == (
+        "http://crawler:8080: reachable; crawl retrying, 0 books counted, 0 catalogue pages done"
+    )
+    assert crawler["problem"] == (
+        "The crawler cannot read its catalogue (catalogue page https://gutendex.com/books/: timed out): check "
+        "CRAWLER_SOURCE_URL as the crawler's network sees it (the default, https://gutendex.com, needs a way "
+        "out to the internet)."
+    )
+    assert crawler["variable"] == "CRAWLER_SOURCE_URL"
+
+
+async def test_a_crawl_that_failed(serve: Serve, doctor: DoctorRunner) -> None:
+    api = await serve(odd_api_app(readiness_with_crawl("failed", "the crawl stopped: OSError()")))
+    page = await serve(page_with_config(api))
+    run = await doctor(page + "/", "--json", "--no-lb-check")
+    assert run.code == 0
+    assert run.check("crawler")["problem"] == (
+        "The crawler answers but its crawl has failed (the crawl stopped: OSError()): it counts no more books; "
+        "see the crawler's log, and restart it once the cause is fixed."
+    )
