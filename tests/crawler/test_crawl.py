@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -311,3 +312,49 @@ def test_sample_books_cover_each_format_case() -> None:
     assert any(key.endswith("us-ascii") for key in books[1342].formats)
     assert all(not key.startswith("text/plain") for key in books[100].formats)
     assert list(books[2701].files) == ["2701.zip"]
+
+
+async def test_a_failed_recount_keeps_the_old_counts(
+    gutendex: FakeGutendex, start_crawler: StartCrawler, tmp_path: Path
+) -> None:
+    db = tmp_path / "counts"
+    first = await start_crawler(crawler_settings(db, gutendex.base_url, ["love"]))
+    await first.wait_until_waiting()
+    await first.stop()
+
+    gutendex.fail("/files/84.txt", faults.NOT_FOUND)
+    second = await start_crawler(crawler_settings(db, gutendex.base_url, ["love", "hate"]))
+    status = await second.wait_until_waiting()
+    counts = rows(await second.crawler.stats([], "frankenstein"))
+    # Frankenstein's love count survives; its hate count is simply not known yet.
+    assert counts == {("love", "Frankenstein; Or, The Modern Prometheus"): 3}
+    assert status["books_counted"] == 7 and status["books_to_recount"] == 0
+    assert "84" in status["last_error"]["message"]
+    await second.stop()
+
+    # The next start tries it again.
+    third = await start_crawler(crawler_settings(db, gutendex.base_url, ["love", "hate"]))
+    await third.wait_until_waiting()
+    assert rows(await third.crawler.stats([], "")) == SAMPLE_COUNTS
+
+
+async def test_requests_are_spaced_by_the_delay(
+    gutendex: FakeGutendex, tmp_path: Path, start_crawler: StartCrawler
+) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if seconds > 60:  # the wait between passes (an hour): stay there
+            await asyncio.Event().wait()
+        waits.append(seconds)
+
+    settings = crawler_settings(tmp_path / "counts", gutendex.base_url).model_copy(
+        update={"crawler_delay_seconds": 30.0}
+    )
+    running = await start_crawler(settings, sleep=sleep)
+    await running.wait_until_waiting()
+    # 3 pages and 7 texts: a polite pause before each request but the first.
+    requests = sum(gutendex.requests.values())
+    assert requests == 10
+    assert len(waits) == requests - 1
+    assert all(29 < wait <= 30 for wait in waits)
