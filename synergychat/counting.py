@@ -109,7 +109,9 @@ class LineCounter:
         self.bytes_seen += len(data)
         if self.max_bytes is not None and self.bytes_seen > self.max_bytes:
             raise TextTooLarge(f"the text is larger than {self.max_bytes} bytes")
-        piece: Any = data if self._decoder is None else self._decoder.decode(data)
+        self._take(data if self._decoder is None else self._decoder.decode(data))
+
+    def _take(self, piece: Any) -> None:
         newline: Any = b"\n" if self._decoder is None else "\n"
         cut = piece.rfind(newline)
         if cut < 0:
@@ -131,7 +133,7 @@ class LineCounter:
         if not self._finished:
             self._finished = True
             if self._decoder is not None:
-                self._extend_partial(self._decoder.decode(b"", final=True))
+                self._take(self._decoder.decode(b"", final=True))
             if self._partial or self._partial_hits:
                 empty: Any = b"" if self._decoder is None else ""
                 block = empty.join(self._partial)
