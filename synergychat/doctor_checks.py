@@ -352,7 +352,9 @@ class Doctor:
             )
             self.add("readyz", Status.FAIL, url, answer.summary(), problem)
             return None
-        database = checks.get("database") if isinstance(checks.get("database"), dict) else {}
+        database = checks.get("database")
+        if not isinstance(database, dict):
+            database = {}
         saw = f"HTTP {answer.status} {body.get('status')!s}; database: {database.get('detail', '?')}"
         if database.get("ok") is not True:
             problem = (
@@ -361,9 +363,8 @@ class Doctor:
             )
             self.add("readyz", Status.FAIL, url, saw, problem, "API_DB_FILEPATH")
         elif answer.status != 200:
-            self.add(
-                "readyz", Status.FAIL, url, saw, f"The api says it is not ready ({body}): check its log."
-            )
+            problem = f"The api says it is not ready ({answer.summary()}): check its log."
+            self.add("readyz", Status.FAIL, url, saw, problem)
         else:
             self.add("readyz", Status.OK, url, saw)
         return checks
