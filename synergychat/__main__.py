@@ -6,44 +6,51 @@ import argparse
 import logging
 import os
 import sys
-
-from aiohttp import web
-from pydantic import ValidationError
-
-from .roles import Role, build_app, listen_port, load_settings
-from .settings import StartupError
+from typing import NoReturn
 
 # Shorter than Kubernetes' default 30 s grace period, so in-flight requests finish before SIGKILL.
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
 
 
-PORT_VARIABLES = {Role.WEB: "WEB_PORT", Role.ALL: "WEB_PORT", Role.API: "API_PORT", Role.CRAWLER: "CRAWLER_PORT"}
-
-
-def fail(message: str, status: int = 2) -> None:
+def fail(message: str, status: int = 2) -> NoReturn:
     print(f"synergychat: {message}", file=sys.stderr)
     raise SystemExit(status)
 
 
-def describe_invalid_settings(error: ValidationError) -> str:
-    first = error.errors()[0]
-    variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
-    value = os.environ.get(variable)
-    shown = f"={value!r}" if value is not None else ""
-    return f"invalid setting {variable}{shown}: {first['msg']}"
+def run_role(argv: list[str]) -> None:
+    # Imported here so the doctor starts without loading (or depending on) the roles.
+    from aiohttp import web
+    from pydantic import ValidationError
 
+    from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
+    from .settings import StartupError
 
-def parse_role(argv: list[str]) -> Role:
     parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
     parser.add_argument("--role", help="web, api, crawler or all (default: $ROLE, else all)")
     args = parser.parse_args(argv)
     name = (args.role or os.environ.get("ROLE") or Role.ALL.value).strip().lower()
-    try:
-        return Role(name)
-    except ValueError:
+    if name not in {r.value for r in Role}:
         source = "--role" if args.role else "ROLE"
         fail(f"unknown role {name!r} ({source}): choose one of {', '.join(r.value for r in Role)}")
-        raise  # unreachable; fail() exits
+    role = Role(name)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(role)
+    except ValidationError as error:
+        first = error.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        value = os.environ.get(variable)
+        fail(f"invalid setting {variable}{f'={value!r}' if value is not None else ''}: {first['msg']}")
+    port = listen_port(role, settings)
+    logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
+    try:
+        web.run_app(build_app(role, settings), port=port, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, print=None)
+    except StartupError as error:
+        fail(str(error), status=1)
+    except OSError as error:
+        # Almost always the port: in use, or privileged.
+        fail(f"cannot listen on port {port} ({PORT_VARIABLES[role]}): {error.strerror or error}", status=1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,29 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         from .doctor import main as doctor_main
 
         raise SystemExit(doctor_main(argv[1:]))
-    role = parse_role(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        settings = load_settings(role)
-    except ValidationError as error:
-        fail(describe_invalid_settings(error))
-    port = listen_port(role, settings)
-    logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
-    try:
-        web.run_app(
-            build_app(role, settings),
-            port=port,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-            print=None,
-        )
-    except StartupError as error:
-        fail(str(error), status=1)
-    except OSError as error:
-        # Almost always the port: in use, or privileged.
-        fail(f"cannot listen on port {port} ({PORT_VARIABLES[role]}): {error.strerror or error}", status=1)
+    run_role(argv)
 
 
 if __name__ == "__main__":

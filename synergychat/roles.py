@@ -89,6 +89,10 @@ def crawler_transport(parts: frozenset[Part], api_settings: ApiSettings) -> Craw
     return CrawlerTransport.NONE
 
 
+# `all` serves everything on the web port.
+PORT_VARIABLES = {Role.WEB: "WEB_PORT", Role.ALL: "WEB_PORT", Role.API: "API_PORT", Role.CRAWLER: "CRAWLER_PORT"}
+
+
 def listen_port(role: Role, settings: RoleSettings) -> int:
     if role in (Role.WEB, Role.ALL):
         assert settings.web is not None
