@@ -129,11 +129,15 @@ class ChatBrowser:
                         data.append(line[5:].lstrip())
 
             reader = asyncio.create_task(read())
+            transport = response.connection.transport if response.connection else None
             try:
                 yield queue
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+                # Drop the connection as a closed tab does; a TLS close would wait on the peer.
+                if transport is not None:
+                    transport.abort()
 
 
 async def wait_for_text(queue: asyncio.Queue[dict[str, Any]], text: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -104,7 +104,8 @@ def get_json(url: str, timeout: float = 5) -> tuple[int, Any]:
         with urllib.request.urlopen(url, timeout=timeout, context=UNVERIFIED) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        body = error.read()
+        with error:
+            body = error.read()
         try:
             return error.code, json.loads(body)
         except ValueError:

@@ -80,7 +80,12 @@ def route(rules: list[Rule], host: str, path: str) -> tuple[Rule, str] | None:
 @asynccontextmanager
 async def serve_gateway(rules: list[Rule], backends: Mapping[tuple[str, int], str]) -> AsyncIterator[str]:
     """Serve the routes on 127.0.0.1; ``backends`` maps (Service, port) to ``http://127.0.0.1:N``."""
-    session = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
+    # No pooled connections: a replaced pod must not be reached on a stale one.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         host = (request.host or "").rsplit(":", 1)[0]
@@ -99,8 +104,11 @@ async def serve_gateway(rules: list[Rule], backends: Mapping[tuple[str, int], st
                 if name.lower() not in HOP_BY_HOP:
                     response.headers.add(name, value)
             await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+            except (aiohttp.ClientError, ConnectionResetError):
+                return response  # either side went away mid-stream: nothing left to relay
             await response.write_eof()
             return response
 

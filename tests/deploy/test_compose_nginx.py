@@ -1,0 +1,127 @@
+"""The nginx shape (3) end to end: podman-compose up, then chat only through HTTPS.
+
+compose.yaml + compose.nginx.yaml exactly as shipped, plus a test file that
+adds the fake Gutendex and points the crawler at it. The test then uses
+https://127.0.0.1:PORT/ alone, as a browser would (the certificate is
+self-signed: not verified).
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from .chat import ChatBrowser, chat_end_to_end
+from .conftest import (
+    FAKE_GUTENDEX_PORT,
+    GUTENDEX_ENV,
+    HERE,
+    NGINX_IMAGE,
+    OWNER,
+    REPO,
+    free_port,
+    run,
+    tool,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.container
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+@pytest.fixture
+def nginx_stack(
+    podman_env: dict[str, str], app_image: str, base_image: str, tmp_path: Path
+) -> Iterator[tuple[int, int, str]]:
+    """The stack up under a unique project name: (http port, https port) on 127.0.0.1, project."""
+    certs = tmp_path / "certs"
+    run(["bash", str(REPO / "scripts" / "make-cert.sh"), str(certs), "127.0.0.1", "localhost"])
+    test_file = tmp_path / "compose.test.yaml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "crawler": {"environment": GUTENDEX_ENV},
+                    "gutendex": {
+                        "image": app_image,
+                        "entrypoint": ["python3", "/fake/fake_gutendex.py", str(FAKE_GUTENDEX_PORT)],
+                        "volumes": [f"{HERE / 'fake_gutendex.py'}:/fake/fake_gutendex.py:ro"],
+                    },
+                }
+            }
+        )
+    )
+    http_port, https_port = free_port(), free_port()
+    env = {
+        **podman_env,
+        "SYNERGYCHAT_IMAGE": app_image,
+        "NGINX_IMAGE": NGINX_IMAGE,
+        "NGINX_BASE_IMAGE": base_image,
+        "NGINX_HOST_IP": "127.0.0.1",
+        "HTTP_HOST_PORT": str(http_port),
+        "HTTPS_HOST_PORT": str(https_port),
+        "CERT_DIR": str(certs),
+    }
+    project = f"{OWNER}nginx"
+    compose = [tool("podman-compose"), "-p", project]
+    for file in (REPO / "compose.yaml", REPO / "compose.nginx.yaml", test_file):
+        compose += ["-f", str(file)]
+    try:
+        # Builds the nginx image on the local base if it is missing; the app image exists.
+        run([*compose, "up", "-d"], env=env, timeout=300)
+        yield http_port, https_port, project
+    finally:
+        print(run([*compose, "logs", "--tail", "40"], env=env, check=False).stdout)
+        run([*compose, "down", "-v", "-t", "2"], env=env, check=False, timeout=120)
+        leftovers = run(
+            [tool("podman"), "ps", "-a", "--filter", f"label=io.podman.compose.project={project}", "-q"],
+            env=env,
+            check=False,
+        ).stdout.split()
+        volumes = run(
+            [tool("podman"), "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={project}"],
+            env=env,
+            check=False,
+        ).stdout.split()
+        assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
+
+
+async def test_chat_through_nginx_over_https(nginx_stack: tuple[int, int, str], podman_env: dict[str, str]) -> None:
+    http_port, https_port, project = nginx_stack
+    entry = f"https://127.0.0.1:{https_port}"
+    wait_ready(f"{entry}/api/readyz", timeout=90, crawler=True)
+    wait_ready(f"{entry}/readyz")
+
+    # Port 80 only redirects, keeping the path (to 443: the public HTTPS port).
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(f"http://127.0.0.1:{http_port}/some/page?x=1", timeout=5)
+    with redirect.value as response:
+        assert response.code == 301
+        assert response.headers["Location"] == "https://127.0.0.1/some/page?x=1"
+
+    # The certificate is ours, and only TLS reaches the app.
+    pem = ssl.get_server_certificate(("127.0.0.1", https_port))
+    assert "BEGIN CERTIFICATE" in pem
+
+    # nginx is the single entry: no other container publishes a port.
+    listing = run(
+        [tool("podman"), "ps", "--filter", f"label=io.podman.compose.project={project}", "--format", "{{.Names}} {{.Ports}}"],
+        env=podman_env,
+    ).stdout.splitlines()
+    published = {line.split()[0] for line in listing if "->" in line}
+    assert len(listing) == 5 and published == {f"{project}_nginx_1"}, listing
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
+        await chat_end_to_end(ChatBrowser(session), f"{entry}/", expected_api=f"{entry}/api/")
