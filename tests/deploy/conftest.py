@@ -181,11 +181,18 @@ def base_image(podman_env: dict[str, str]) -> str:
 @pytest.fixture(scope="session")
 def app_image(podman_env: dict[str, str], base_image: str) -> str:
     """The app image, built once per session from the repo's Dockerfile on the local base."""
+    podman = tool("podman")
+    previous = run([podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env, check=False)
     run(
-        [tool("podman"), "build", "--build-arg", f"PYTHON_IMAGE={base_image}", "--tag", APP_IMAGE, str(REPO)],
+        [podman, "build", "--build-arg", f"PYTHON_IMAGE={base_image}", "--tag", APP_IMAGE, str(REPO)],
         env=podman_env,
         timeout=600,
     )
+    current = run([podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env).stdout.strip()
+    old = previous.stdout.strip()
+    if previous.returncode == 0 and old and old != current:
+        # The last run's image, now untagged: don't let one pile up per run.
+        run([podman, "rmi", old], env=podman_env, check=False)
     return APP_IMAGE
 
 
