@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 
 from .commands import CommandError, StatsQuery
-from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, KeywordCount
+from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, KeywordTotals
 
 log = logging.getLogger(__name__)
 
@@ -19,16 +19,13 @@ UNAVAILABLE_REPLY = (
 )
 
 
-def describe_counts(counts: list[KeywordCount], books_read: int | None) -> str:
+def describe_totals(totals: KeywordTotals, books_read: int | None) -> str:
     """The original's sentence, then a per-keyword breakdown (never the crawler's address)."""
-    total = sum(row["Count"] for row in counts)
-    reply = f"Beep boop! I have found {total} matches so far in books matching your request."
-    per_keyword: Counter[str] = Counter()
-    for row in counts:
-        per_keyword[row["Keyword"]] += row["Count"]
+    per_keyword = Counter({keyword: count for keyword, count in totals["totals"].items() if count})
+    reply = f"Beep boop! I have found {per_keyword.total()} matches so far in books matching your request."
     if per_keyword:
         breakdown = ", ".join(f"{keyword}: {count}" for keyword, count in per_keyword.most_common())
-        books = len({row["BookTitle"] for row in counts})
+        books = totals["books"]
         reply += f" {breakdown} (in {books} book{'s' if books != 1 else ''})."
     if books_read is not None:
         reply += f" I have read {books_read} book{'s' if books_read != 1 else ''} so far."
@@ -44,7 +41,7 @@ async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError,
     if isinstance(query, CommandError):
         return f"Beep boop! {query.reason}"
     try:
-        counts = await asyncio.wait_for(crawler.stats(query.keywords, query.title), timeout)
+        totals = await asyncio.wait_for(crawler.totals(query.keywords, query.title), timeout)
     except CrawlerNotConfigured:
         return NOT_CONFIGURED_REPLY
     except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
@@ -54,7 +51,7 @@ async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError,
         status = await asyncio.wait_for(crawler.status(), timeout)
     except (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError):
         status = None  # the original crawler has no /status; the counts alone still answer
-    reply = describe_counts(counts, status.books_counted if status else None)
+    reply = describe_totals(totals, status.books_counted if status else None)
     if status is not None:
         tracked = set(getattr(status, "keywords", None) or ())
         unknown = [keyword for keyword in query.keywords if tracked and keyword not in tracked]

@@ -41,7 +41,7 @@ from .gutendex import (
 )
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountedBook, CountStore
-from .transport import KeywordCount
+from .transport import KeywordCount, KeywordTotals
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,15 @@ class Crawler:
         ``title`` keeps books whose title contains it, case-insensitively. Empty: no filter.
         Only the configured keywords are answered (see docs/CRAWLER.md on changes).
         """
-        store = self._require_store()
+        return await self._require_store().stats(self._chosen_keywords(keywords), title)
+
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
+        """What ``stats`` sums to, per keyword, and how many books matched (the bot's reply)."""
+        return await self._require_store().totals(self._chosen_keywords(keywords), title)
+
+    def _chosen_keywords(self, keywords: Sequence[str]) -> list[str]:
         wanted = {keyword.strip().lower() for keyword in keywords if keyword.strip()}
-        chosen = [keyword for keyword in self.keywords if not wanted or keyword in wanted]
-        return await store.stats(chosen, title)
+        return [keyword for keyword in self.keywords if not wanted or keyword in wanted]
 
     async def status(self) -> dict[str, Any]:
         """Progress: what the api may show ("I have read N books so far") and operators read."""
@@ -430,7 +435,7 @@ async def describe(request: web.Request) -> web.Response:
         {
             "service": "synergychat-crawler",
             "status": "ok",
-            "endpoints": ["/healthz", "/readyz", "/stats", "/status"],
+            "endpoints": ["/healthz", "/readyz", "/stats", "/stats/totals", "/status"],
         }
     )
 
@@ -455,6 +460,14 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CRAWLER].stats(keywords, title))
 
 
+async def stats_totals(request: web.Request) -> web.Response:
+    try:
+        keywords, title = parse_stats_query(request.query)
+    except BadQuery as exc:
+        return json_error(400, str(exc))
+    return web.json_response(await request.app[CRAWLER].totals(keywords, title))
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CRAWLER].status())
 
@@ -469,5 +482,6 @@ def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/stats/totals", stats_totals)
     app.router.add_get("/status", status)
     return app

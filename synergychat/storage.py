@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .transport import KeywordCount
+from .transport import KeywordCount, KeywordTotals
 
 log = logging.getLogger(__name__)
 
@@ -423,3 +423,23 @@ class CountStore:
         async with self._lock, self._conn.execute(query, params) as cursor:
             rows = await cursor.fetchall()
         return [{"Keyword": keyword, "BookTitle": book_title, "Count": count} for keyword, book_title, count in rows]
+
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
+        """What ``stats`` would sum to, summed by SQLite: per keyword, and the books with a match.
+
+        The bot needs only this; over a whole catalogue ``stats`` is ~600k rows.
+        """
+        if not keywords:
+            return {"totals": {}, "books": 0}
+        where = f"c.keyword IN ({', '.join('?' * len(keywords))})"
+        params: list[object] = list(keywords)
+        if title:
+            where += " AND instr(b.title_folded, ?) > 0"
+            params.append(title.lower())
+        source = f"FROM counts AS c JOIN books AS b ON b.id = c.book_id WHERE {where}"
+        async with self._lock:
+            async with self._conn.execute(f"SELECT c.keyword, SUM(c.count) {source} GROUP BY c.keyword", params) as cursor:
+                per_keyword = {keyword: total for keyword, total in await cursor.fetchall()}
+            async with self._conn.execute(f"SELECT COUNT(DISTINCT c.book_id) {source}", params) as cursor:
+                (books,) = await cursor.fetchone()
+        return {"totals": per_keyword, "books": books}

@@ -27,6 +27,20 @@ class KeywordCount(TypedDict):
     Count: int
 
 
+class KeywordTotals(TypedDict):
+    """The sum of ``/stats`` per keyword, and the number of books with a match."""
+
+    totals: dict[str, int]
+    books: int
+
+
+def totals_from_counts(counts: Sequence[KeywordCount]) -> KeywordTotals:
+    per_keyword: dict[str, int] = {}
+    for row in counts:
+        per_keyword[row["Keyword"]] = per_keyword.get(row["Keyword"], 0) + row["Count"]
+    return {"totals": per_keyword, "books": len({row["BookTitle"] for row in counts if row["Count"]})}
+
+
 class CrawlerStatus(BaseModel):
     """Progress as the crawler's ``GET /status`` reports it (extra fields pass through)."""
 
@@ -38,6 +52,7 @@ class CrawlerStatus(BaseModel):
 
 
 _COUNTS = TypeAdapter(list[KeywordCount])
+_TOTALS = TypeAdapter(KeywordTotals)
 
 
 class CrawlerNotConfigured(Exception):
@@ -46,6 +61,10 @@ class CrawlerNotConfigured(Exception):
 
 class CrawlerUnavailable(Exception):
     """The crawler is configured but could not answer: down, slow, or garbage."""
+
+
+class CrawlerEndpointMissing(CrawlerUnavailable):
+    """The crawler answered 404: an original (Go) crawler lacks our additions."""
 
 
 class CrawlerClient(Protocol):
@@ -57,6 +76,8 @@ class CrawlerClient(Protocol):
 
     async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]: ...
 
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals: ...
+
     async def status(self) -> CrawlerStatus: ...
 
 
@@ -67,6 +88,9 @@ class NoCrawlerClient:
         raise CrawlerNotConfigured
 
     async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
+        raise CrawlerNotConfigured
+
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         raise CrawlerNotConfigured
 
     async def status(self) -> CrawlerStatus:
@@ -91,6 +115,12 @@ class InProcessCrawlerClient:
         try:
             return await self._crawler.stats(keywords, title)
         except Exception as exc:  # the same honesty as over HTTP: a broken crawler is "unavailable"
+            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
+        try:
+            return await self._crawler.totals(keywords, title)
+        except Exception as exc:
             raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
 
     async def status(self) -> CrawlerStatus:
@@ -126,6 +156,8 @@ class HttpCrawlerClient:
         url = self._base.join(URL(path))
         try:
             async with self._session.get(url, params=params) as response:
+                if response.status == 404:
+                    raise CrawlerEndpointMissing(f"the crawler has no {path} (HTTP 404)")
                 if response.status != 200:
                     raise CrawlerUnavailable(f"the crawler answered HTTP {response.status}")
                 return await response.json(content_type=None)
@@ -139,12 +171,22 @@ class HttpCrawlerClient:
         await self._get_json("healthz")
 
     async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
-        params = {"keywords": ",".join(keywords), "title": title}
-        body = await self._get_json("stats", params)
+        body = await self._get_json("stats", {"keywords": ",".join(keywords), "title": title})
         try:
             return _COUNTS.validate_python(body)
         except ValidationError as exc:
             raise CrawlerUnavailable("the crawler's answer was not a list of counts") from exc
+
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
+        try:
+            body = await self._get_json("stats/totals", {"keywords": ",".join(keywords), "title": title})
+        except CrawlerEndpointMissing:
+            # The original crawler: sum its full answer here.
+            return totals_from_counts(await self.stats(keywords, title))
+        try:
+            return _TOTALS.validate_python(body)
+        except ValidationError as exc:
+            raise CrawlerUnavailable("the crawler's totals were not understood") from exc
 
     async def status(self) -> CrawlerStatus:
         body = await self._get_json("status")

@@ -12,7 +12,14 @@ from aiohttp.test_utils import TestClient
 
 from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
-from synergychat.transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, KeywordCount
+from synergychat.transport import (
+    CrawlerClient,
+    HttpCrawlerClient,
+    InProcessCrawlerClient,
+    KeywordCount,
+    KeywordTotals,
+    totals_from_counts,
+)
 
 CANNED_COUNTS: list[KeywordCount] = [
     {"Keyword": "hate", "BookTitle": "Frankenstein; Or, The Modern Prometheus", "Count": 3},
@@ -48,6 +55,9 @@ class StubCrawler:
         ]
         return sorted(rows, key=lambda row: row["Count"])
 
+    async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
+        return totals_from_counts(await self.stats(keywords, title))
+
     async def status(self) -> dict[str, Any]:
         return {
             "state": "crawling",
@@ -67,12 +77,17 @@ def stub_crawler_http_app(crawler: StubCrawler) -> web.Application:
         keywords = [k for k in request.query.get("keywords", "").split(",") if k]
         return web.json_response(await crawler.stats(keywords, request.query.get("title", "")))
 
+    async def totals(request: web.Request) -> web.Response:
+        keywords = [k for k in request.query.get("keywords", "").split(",") if k]
+        return web.json_response(await crawler.totals(keywords, request.query.get("title", "")))
+
     async def status(request: web.Request) -> web.Response:
         return web.json_response(await crawler.status())
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/stats/totals", totals)
     app.router.add_get("/status", status)
     return app
 

@@ -73,6 +73,26 @@ async def test_stats_filters(
     assert len(body) == len(expected)  # no duplicate rows
 
 
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"keywords": "love"}, {"keywords": "love,hate", "title": "frankenstein"}, {"title": "ÉMILE"}, {"keywords": "lov"}],
+)
+async def test_totals_are_what_stats_sums_to(crawled: RunningCrawler, params: dict[str, str]) -> None:
+    # The bot asks for totals; over a whole catalogue /stats is ~600k rows.
+    stats = await crawled.get_json("/stats", **params)
+    totals = await crawled.get_json("/stats/totals", **params)
+    expected: dict[str, int] = {}
+    for row in stats:
+        expected[row["Keyword"]] = expected.get(row["Keyword"], 0) + row["Count"]
+    assert totals == {"totals": expected, "books": len({row["BookTitle"] for row in stats})}
+
+
+async def test_totals_refuse_bad_queries(crawled: RunningCrawler) -> None:
+    response = await crawled.client.get("/stats/totals", params=[("title", "a"), ("title", "b")])
+    assert response.status == 400
+    assert (await response.json())["error"] == "give title at most once"
+
+
 async def test_stats_are_sorted_by_count_ascending_with_the_original_keys(crawled: RunningCrawler) -> None:
     body = await crawled.get_json("/stats")
     assert all(set(row) == {"Keyword", "BookTitle", "Count"} for row in body)
