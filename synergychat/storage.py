@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 MEMORY = ":memory:"
 
 
-async def open_database(path: str | Path | None) -> aiosqlite.Connection:
-    """Open (creating parent folders) a SQLite file tuned for a small, durable service.
+async def open_database(path: str | Path | None, migrations: Sequence[str]) -> aiosqlite.Connection:
+    """Open (creating parent folders) a SQLite file tuned for a small, durable service,
+    with its schema brought up to date by ``migrations``.
 
     WAL lets readers run beside the writer; ``synchronous=FULL`` makes a commit
     durable before we acknowledge it, so a 201 survives a kill or power loss.
@@ -42,6 +43,7 @@ async def open_database(path: str | Path | None) -> aiosqlite.Connection:
             await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        await migrate(conn, migrations)
     except BaseException:
         await conn.close()
         raise
@@ -131,13 +133,7 @@ class MessageStore:
 
     @classmethod
     async def open(cls, path: str | Path | None) -> MessageStore:
-        conn = await open_database(path)
-        try:
-            await migrate(conn, MESSAGE_MIGRATIONS)
-        except BaseException:
-            await conn.close()
-            raise
-        return cls(conn)
+        return cls(await open_database(path, MESSAGE_MIGRATIONS))
 
     async def close(self) -> None:
         await self._conn.close()
@@ -257,8 +253,8 @@ class CountStore:
     """Keyword counts per book, which books are done, and the crawl position.
 
     One connection, and a lock around every use of it: the crawl's multi-statement
-    writes must not interleave with a readiness probe's ``BEGIN IMMEDIATE`` or let a
-    ``/stats`` read see a book half-replaced.
+    writes must not interleave with each other or let a ``/stats`` read see a book
+    half-replaced.
     """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -267,13 +263,7 @@ class CountStore:
 
     @classmethod
     async def open(cls, path: str | Path | None) -> CountStore:
-        conn = await open_database(path)
-        try:
-            await migrate(conn, COUNT_MIGRATIONS)
-        except BaseException:
-            await conn.close()
-            raise
-        return cls(conn)
+        return cls(await open_database(path, COUNT_MIGRATIONS))
 
     async def close(self) -> None:
         await self._conn.close()
