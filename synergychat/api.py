@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -16,6 +16,7 @@ from . import keys
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
+from .http_errors import json_errors
 from .live import MessageHub
 from .settings import ApiSettings, StartupError
 from .storage import Message, MessageStore
@@ -23,8 +24,6 @@ from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, 
 from .validation import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    ClientError,
-    json_error,
     parse_int_param,
     parse_new_message,
     read_capped_body,
@@ -51,25 +50,6 @@ def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:
     if pattern is None:
         return text
     return pattern.sub(lambda match: "*" * len(match.group()), text)
-
-
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error the api gives is JSON ``{"error": ...}``; nothing escapes as a 500 page."""
-    try:
-        return await handler(request)
-    except ClientError as exc:
-        return json_error(exc.status, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {name: value for name, value in exc.headers.items() if name.lower() == "allow"}
-        return json_error(exc.status, exc.reason, headers)
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return json_error(500, "internal error")
 
 
 class ApiHandlers:
@@ -197,7 +177,7 @@ async def check_crawler(crawler: CrawlerClient) -> dict[str, object]:
 def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Application:
     """Build the api app; its database and client session open in ``cleanup_ctx``."""
     cors = CorsPolicy(settings.api_cors_origins)
-    app = web.Application(middlewares=[json_errors, cors.middleware])
+    app = web.Application(middlewares=[json_errors(), cors.middleware])
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
     app[keys.MESSAGE_HUB] = MessageHub()

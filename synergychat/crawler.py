@@ -39,6 +39,7 @@ from .gutendex import (
     Timeouts,
     first_page_url,
 )
+from .http_errors import ClientError, json_errors
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountedBook, CountStore
 from .transport import KeywordCount, KeywordTotals
@@ -381,51 +382,31 @@ class Crawler:
 CRAWLER = web.AppKey("crawler", Crawler)
 
 
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error the crawler gives is JSON ``{"error": ...}``."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return json_error(exc.status, exc.reason)
-    except CrawlerNotReady as exc:
-        return json_error(503, str(exc))
-    except (sqlite3.Error, ValueError) as exc:
+def count_store_errors(exc: Exception) -> tuple[int, str] | None:
+    """The crawler's own failures, as the JSON errors its clients see."""
+    if isinstance(exc, CrawlerNotReady):
+        return 503, str(exc)
+    if isinstance(exc, (sqlite3.Error, ValueError)):
         # aiosqlite says ValueError when its connection is gone.
-        log.error("count store error on %s %s: %s", request.method, request.path, exc)
-        return json_error(503, f"counts unavailable: {exc}")
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return json_error(500, "internal error")
-
-
-class BadQuery(Exception):
-    pass
+        return 503, f"counts unavailable: {exc}"
+    return None
 
 
 def parse_stats_query(query: Any) -> tuple[list[str], str]:
     """``keywords`` (comma lists, may repeat) and ``title`` (at most once) from a query string."""
     titles = query.getall("title", [])
     if len(titles) > 1:
-        raise BadQuery("give title at most once")
+        raise ClientError(400, "give title at most once")
     title = titles[0] if titles else ""
     if len(title) > MAX_TITLE_CHARS:
-        raise BadQuery(f"title is longer than {MAX_TITLE_CHARS} characters")
+        raise ClientError(400, f"title is longer than {MAX_TITLE_CHARS} characters")
     keywords: list[str] = []
     for value in query.getall("keywords", []):
         keywords.extend(split_comma_list(value))  # type: ignore[arg-type]
     if len(keywords) > MAX_QUERY_KEYWORDS:
-        raise BadQuery(f"more than {MAX_QUERY_KEYWORDS} keywords")
+        raise ClientError(400, f"more than {MAX_QUERY_KEYWORDS} keywords")
     if any(len(keyword) > MAX_KEYWORD_CHARS for keyword in keywords):
-        raise BadQuery(f"a keyword is longer than {MAX_KEYWORD_CHARS} characters")
+        raise ClientError(400, f"a keyword is longer than {MAX_KEYWORD_CHARS} characters")
     return keywords, title
 
 
@@ -453,18 +434,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    try:
-        keywords, title = parse_stats_query(request.query)
-    except BadQuery as exc:
-        return json_error(400, str(exc))
+    keywords, title = parse_stats_query(request.query)
     return web.json_response(await request.app[CRAWLER].stats(keywords, title))
 
 
 async def stats_totals(request: web.Request) -> web.Response:
-    try:
-        keywords, title = parse_stats_query(request.query)
-    except BadQuery as exc:
-        return json_error(400, str(exc))
+    keywords, title = parse_stats_query(request.query)
     return web.json_response(await request.app[CRAWLER].totals(keywords, title))
 
 
@@ -475,7 +450,7 @@ async def status(request: web.Request) -> web.Response:
 def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None) -> web.Application:
     """Build the crawler app; the store and the crawl start in ``cleanup_ctx``."""
     crawler = crawler or Crawler(settings)
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[json_errors(count_store_errors)])
     app[CRAWLER] = crawler
     app.cleanup_ctx.append(crawler.lifecycle)
     app.router.add_get("/", describe)

@@ -9,24 +9,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from .http_errors import ClientError
+
 MAX_BODY_BYTES = 64 * 1024
 MAX_USERNAME_CHARS = 64
 MAX_TEXT_CHARS = 4000
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-
-
-def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-class ClientError(Exception):
-    """A request we refuse; becomes ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class NewMessage(BaseModel):
