@@ -22,7 +22,9 @@ import aiohttp
 from yarl import URL
 
 BOT_USERNAME = "crawler-bot"
-CONFIG_SCRIPT = re.compile(r'<script id="synergychat-config" type="application/json">(.*?)</script>', re.S)
+CONFIG_SCRIPT = re.compile(
+    r'<script id="synergychat-config" type="application/json">(.*?)</script>', re.DOTALL
+)
 STATS_REPLY = re.compile(r"I have found (\d+) matches")
 
 
@@ -116,7 +118,7 @@ class ChatBrowser:
             assert response.content_type == "text/event-stream", response.content_type
 
             async def read() -> None:
-                event, data = "message", []
+                event, data = "message", list[str]()
                 async for raw in response.content:
                     line = raw.decode().rstrip("\r\n")
                     if not line:
@@ -140,7 +142,9 @@ class ChatBrowser:
                     transport.abort()
 
 
-async def wait_for_text(queue: asyncio.Queue[dict[str, Any]], text: str, timeout: float = 10.0) -> dict[str, Any]:
+async def wait_for_text(
+    queue: asyncio.Queue[dict[str, Any]], text: str, timeout: float = 10.0
+) -> dict[str, Any]:
     async def find() -> dict[str, Any]:
         while True:
             message = await queue.get()

@@ -67,7 +67,13 @@ def run(
     cwd: Path = REPO,
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        list(args), cwd=cwd, env=dict(env) if env is not None else None, capture_output=True, text=True, timeout=timeout
+        list(args),
+        check=False,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         pytest.fail(
@@ -146,7 +152,7 @@ def podman_env() -> dict[str, str]:
 
 def owner_is_gone(name: str) -> bool:
     match = re.match(rf"{PREFIX}(\d+)-", name)
-    return bool(match) and not Path(f"/proc/{match.group(1)}").exists()
+    return match is not None and not Path(f"/proc/{match.group(1)}").exists()
 
 
 def sweep_leftovers(env: Mapping[str, str]) -> None:
@@ -182,13 +188,17 @@ def base_image(podman_env: dict[str, str]) -> str:
 def app_image(podman_env: dict[str, str], base_image: str) -> str:
     """The app image, built once per session from the repo's Dockerfile on the local base."""
     podman = tool("podman")
-    previous = run([podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env, check=False)
+    previous = run(
+        [podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env, check=False
+    )
     run(
         [podman, "build", "--build-arg", f"PYTHON_IMAGE={base_image}", "--tag", APP_IMAGE, str(REPO)],
         env=podman_env,
         timeout=600,
     )
-    current = run([podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env).stdout.strip()
+    current = run(
+        [podman, "image", "inspect", "--format", "{{.Id}}", APP_IMAGE], env=podman_env
+    ).stdout.strip()
     old = previous.stdout.strip()
     if previous.returncode == 0 and old and old != current:
         # The last run's image, now untagged: don't let one pile up per run.
@@ -206,7 +216,9 @@ class Podman:
         self._cleanups: list[list[str]] = []
         self.containers: list[str] = []
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return run([self.binary, *args], env=self.env, check=check, timeout=timeout)
 
     def on_cleanup(self, *args: str) -> None:
@@ -247,7 +259,15 @@ class Podman:
     ) -> tuple[str, int | None]:
         """Run a role the hardened way: read-only root, non-root (the image's user), data on volumes."""
         port = free_port() if publish else None
-        args = ["--read-only", "--network", network, "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+        args = [
+            "--read-only",
+            "--network",
+            network,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+        ]
         if alias:
             args += ["--network-alias", alias]
         if role is not None:

@@ -57,7 +57,9 @@ def rules_from(routes: Iterable[Mapping[str, Any]]) -> list[Rule]:
             (backend,) = rule["backendRefs"]  # one backend per rule in our manifests
             for match in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:
                 assert match["path"]["type"] == "PathPrefix", match
-                rules.append(Rule(hostnames, match["path"]["value"], rewrite, backend["name"], backend["port"]))
+                rules.append(
+                    Rule(hostnames, match["path"]["value"], rewrite, backend["name"], backend["port"])
+                )
     return rules
 
 

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_settings import BaseSettings
+
 from synergychat.settings import ApiSettings, CrawlerSettings, WebSettings
 
-SETTINGS_OF_ROLE = {
+SETTINGS_OF_ROLE: dict[str, tuple[type[BaseSettings], ...]] = {
     "web": (WebSettings,),
     "api": (ApiSettings,),
     "crawler": (CrawlerSettings,),

@@ -97,7 +97,9 @@ def nginx_stack(
         assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
 
 
-async def test_chat_through_nginx_over_https(nginx_stack: tuple[int, int, str], podman_env: dict[str, str]) -> None:
+async def test_chat_through_nginx_over_https(
+    nginx_stack: tuple[int, int, str], podman_env: dict[str, str]
+) -> None:
     http_port, https_port, project = nginx_stack
     entry = f"https://127.0.0.1:{https_port}"
     wait_ready(f"{entry}/api/readyz", timeout=90, crawler=True)
@@ -117,7 +119,14 @@ async def test_chat_through_nginx_over_https(nginx_stack: tuple[int, int, str], 
 
     # nginx is the single entry: no other container publishes a port.
     listing = run(
-        [tool("podman"), "ps", "--filter", f"label=io.podman.compose.project={project}", "--format", "{{.Names}} {{.Ports}}"],
+        [
+            tool("podman"),
+            "ps",
+            "--filter",
+            f"label=io.podman.compose.project={project}",
+            "--format",
+            "{{.Names}} {{.Ports}}",
+        ],
         env=podman_env,
     ).stdout.splitlines()
     published = {line.split()[0] for line in listing if "->" in line}

@@ -96,10 +96,10 @@ async def test_all_roles_in_one_container(podman: Podman) -> None:
     network = podman.network()
     podman.fake_gutendex(network)
     env = {"API_DB_FILEPATH": "/data/messages.db", "CRAWLER_DB_PATH": "/data/crawler", **GUTENDEX_ENV}
-    container, port = podman.app(
-        "all", None, network, env=env, volumes={podman.volume("all-data"): "/data"}
-    )
+    container, port = podman.app("all", None, network, env=env, volumes={podman.volume("all-data"): "/data"})
     wait_ready(f"http://127.0.0.1:{port}/api/readyz", describe=podman.logs)
     assert_hardened(podman, container)
     async with aiohttp.ClientSession() as session:
-        await chat_end_to_end(ChatBrowser(session), f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/")
+        await chat_end_to_end(
+            ChatBrowser(session), f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/"
+        )

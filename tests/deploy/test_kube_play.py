@@ -42,7 +42,12 @@ API_BASE = {
     "all-in-one": "http://localhost/api/",
 }
 # Each role's readiness path, and whether it must see its crawler there.
-READY = {"web": ("/readyz", False), "api": ("/readyz", True), "crawler": ("/readyz", False), "all": ("/api/readyz", True)}
+READY = {
+    "web": ("/readyz", False),
+    "api": ("/readyz", True),
+    "crawler": ("/readyz", False),
+    "all": ("/api/readyz", True),
+}
 
 
 @dataclass
@@ -66,13 +71,15 @@ def service_urls_to_container_ports(found: Manifests, value: str) -> str:
     """http://crawler-service -> http://crawler-service:8080, as kube-proxy would forward it."""
     url = URL(value)
     service_names = {service["metadata"]["name"] for service in found.of_kind("Service")}
-    if url.scheme not in ("http", "https") or url.host not in service_names:
+    if url.scheme not in ("http", "https") or url.host is None or url.host not in service_names:
         return value
     _, container_port = found.service_backend(url.host, url.port or 80)
     return str(url.with_port(container_port))
 
 
-def play_file(podman: Podman, found: Manifests, workload: Workload, overlay: str, tmp_path: Path) -> PlayedWorkload:
+def play_file(
+    podman: Podman, found: Manifests, workload: Workload, overlay: str, tmp_path: Path
+) -> PlayedWorkload:
     deployment = copy.deepcopy(workload.deployment)
     name = podman.name(f"{overlay}-{workload.role}")
     deployment["metadata"]["name"] = name
@@ -91,7 +98,9 @@ def play_file(podman: Podman, found: Manifests, workload: Workload, overlay: str
                     mount["name"] = unique
         volume["name"] = unique
         if "persistentVolumeClaim" in volume:
-            claim = copy.deepcopy(found.get("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+            claim = copy.deepcopy(
+                found.get("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+            )
             claim["metadata"] = {"name": podman.name(f"{overlay}-{claim['metadata']['name']}")}
             volume["persistentVolumeClaim"]["claimName"] = claim["metadata"]["name"]
             claims.append(claim)
@@ -101,12 +110,18 @@ def play_file(podman: Podman, found: Manifests, workload: Workload, overlay: str
         for port in container.get("ports", ()):
             port["hostIP"] = "127.0.0.1"
             port["hostPort"] = played.host_ports[port["containerPort"]] = free_port()
-        refs = [item["valueFrom"]["configMapKeyRef"]["name"] for item in container.get("env", ()) if "valueFrom" in item]
+        refs = [
+            item["valueFrom"]["configMapKeyRef"]["name"]
+            for item in container.get("env", ())
+            if "valueFrom" in item
+        ]
         refs += [source["configMapRef"]["name"] for source in container.get("envFrom", ())]
         for ref in refs:
             configmap = copy.deepcopy(found.configmap(ref))
             configmap["metadata"] = {"name": ref}
-            configmap["data"] = {k: service_urls_to_container_ports(found, v) for k, v in configmap["data"].items()}
+            configmap["data"] = {
+                k: service_urls_to_container_ports(found, v) for k, v in configmap["data"].items()
+            }
             configmaps[ref] = configmap
         if workload.role in ("crawler", "all"):
             container.setdefault("env", []).extend({"name": k, "value": v} for k, v in GUTENDEX_ENV.items())
@@ -122,7 +137,12 @@ def play_file(podman: Podman, found: Manifests, workload: Workload, overlay: str
 
 
 def play(
-    podman: Podman, found: Manifests, workload: Workload, played: PlayedWorkload, network: str, again: bool = False
+    podman: Podman,
+    found: Manifests,
+    workload: Workload,
+    played: PlayedWorkload,
+    network: str,
+    again: bool = False,
 ) -> None:
     aliases = [
         service["metadata"]["name"]
@@ -148,18 +168,18 @@ async def test_overlay_chats_end_to_end(
     found = Manifests(rendered[overlay])
     network = podman.network(f"{overlay}-net")
     podman.fake_gutendex(network)
-    played = {}
+    played: dict[str, PlayedWorkload] = {}
     for workload in found.workloads:
         played[workload.role] = play_file(podman, found, workload, overlay, tmp_path)
         play(podman, found, workload, played[workload.role], network)
         podman.containers.extend(played[workload.role].containers)  # for their logs on failure
 
     port = 8080
-    for role, workload in played.items():
+    for role, pod in played.items():
         path, crawler = READY[role]
-        wait_ready(workload.url(port) + path, describe=podman.logs, crawler=crawler)
-    for workload in played.values():
-        for container in workload.containers:
+        wait_ready(pod.url(port) + path, describe=podman.logs, crawler=crawler)
+    for pod in played.values():
+        for container in pod.containers:
             assert podman("exec", container, "id", "-u").stdout.strip() == str(APP_UID)
             assert podman("exec", container, "touch", "/written", check=False).returncode != 0
 

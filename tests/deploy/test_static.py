@@ -85,7 +85,9 @@ def test_gateway_objects_match_their_schema(
             gateway_validator.validate(doc)
 
 
-def test_gateway_schema_rejects_typos(rendered: dict[str, list[dict[str, Any]]], gateway_validator: Any) -> None:
+def test_gateway_schema_rejects_typos(
+    rendered: dict[str, list[dict[str, Any]]], gateway_validator: Any
+) -> None:
     # Guards the schema itself: a strict schema is the only reason to keep our own.
     (http_route,) = manifests(rendered, "gke").of_kind("HTTPRoute")
     typo = copy.deepcopy(http_route)
@@ -103,19 +105,25 @@ def test_gateway_schema_rejects_typos(rendered: dict[str, list[dict[str, Any]]],
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_one_image_and_a_role_in_every_container(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_one_image_and_a_role_in_every_container(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     found = manifests(rendered, overlay)
     assert found.workloads
     for workload in found.workloads:
         for container in workload.containers:
             assert container["image"] == IMAGE, f"{workload.name}: {container['image']}"
             env = workload.env(container)
-            assert env.get("ROLE") in ("web", "api", "crawler", "all"), f"{workload.name}: ROLE={env.get('ROLE')}"
+            assert env.get("ROLE") in ("web", "api", "crawler", "all"), (
+                f"{workload.name}: ROLE={env.get('ROLE')}"
+            )
             assert workload.pod_labels["app.kubernetes.io/component"] == env["ROLE"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_env_var_is_a_setting_of_its_role(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_every_env_var_is_a_setting_of_its_role(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     # Catches a misspelt name, and a setting given to a role that never reads it
     # (API_URL on the api, CRAWLER_BASE_URL on web: silently ignored otherwise).
     for workload in manifests(rendered, overlay).workloads:
@@ -136,7 +144,9 @@ def test_listen_port_is_the_container_port(rendered: dict[str, list[dict[str, An
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_service_reaches_one_workload_port(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_every_service_reaches_one_workload_port(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     found = manifests(rendered, overlay)
     for service in found.of_kind("Service"):
         assert service["spec"]["selector"] == {"app": service["metadata"]["labels"]["app"]}
@@ -146,7 +156,9 @@ def test_every_service_reaches_one_workload_port(rendered: dict[str, list[dict[s
 
 
 @pytest.mark.parametrize("overlay", ["minikube", "gke"])
-def test_routes_reach_containers_through_services(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_routes_reach_containers_through_services(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     found = manifests(rendered, overlay)
     gateways = {doc["metadata"]["name"]: doc for doc in found.of_kind("Gateway")}
     classes = {doc["metadata"]["name"] for doc in found.of_kind("GatewayClass")} | {GKE_GATEWAY_CLASS}
@@ -182,7 +194,9 @@ def test_minikube_routes_by_host_name(rendered: dict[str, list[dict[str, Any]]])
     hosts = {}
     for http_route in found.of_kind("HTTPRoute"):
         for host in http_route["spec"]["hostnames"]:
-            for _, ref in [(http_route, ref) for rule in http_route["spec"]["rules"] for ref in rule["backendRefs"]]:
+            for _, ref in [
+                (http_route, ref) for rule in http_route["spec"]["rules"] for ref in rule["backendRefs"]
+            ]:
                 hosts[host] = found.service_backend(ref["name"], ref["port"])[0].role
     assert hosts == {"synergychat.internal": "web", "synergychatapi.internal": "api"}
     assert found.workload_of_role("web").env()["API_URL"] == "http://synergychatapi.internal"
@@ -221,7 +235,10 @@ def test_gke_health_checks_use_healthz(rendered: dict[str, list[dict[str, Any]]]
         config = policy["spec"]["default"]["config"]
         assert config["type"] == "HTTP"
         policies[policy["spec"]["targetRef"]["name"]] = config["httpHealthCheck"]["requestPath"]
-    assert policies == {name: "/healthz" for name in routed} and set(policies) == {"api-service", "web-service"}
+    assert policies == {name: "/healthz" for name in routed} and set(policies) == {
+        "api-service",
+        "web-service",
+    }
 
 
 def test_gke_everything_in_its_namespace(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -229,11 +246,15 @@ def test_gke_everything_in_its_namespace(rendered: dict[str, list[dict[str, Any]
         if doc["kind"] == "Namespace":
             assert doc["metadata"]["name"] == "synergychat"
         elif doc["kind"] not in CLUSTER_SCOPED:
-            assert doc["metadata"].get("namespace") == "synergychat", f"{doc['kind']} {doc['metadata']['name']}"
+            assert doc["metadata"].get("namespace") == "synergychat", (
+                f"{doc['kind']} {doc['metadata']['name']}"
+            )
 
 
 @pytest.mark.parametrize("overlay", ["minikube", "gke"])
-def test_crawler_base_url_names_the_crawler_service(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_crawler_base_url_names_the_crawler_service(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     found = manifests(rendered, overlay)
     url = URL(found.workload_of_role("api").env()["CRAWLER_BASE_URL"])
     assert url.scheme == "http" and url.host
@@ -255,7 +276,7 @@ def test_all_in_one_is_one_pod(rendered: dict[str, list[dict[str, Any]]]) -> Non
 
 
 def dockerfile_arg(name: str) -> str:
-    match = re.search(rf"^ARG {name}=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    match = re.search(rf"^ARG {name}=(\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
     assert match, f"Dockerfile has no ARG {name}"
     return match.group(1)
 
@@ -267,7 +288,9 @@ def test_pods_are_hardened(rendered: dict[str, list[dict[str, Any]]], overlay: s
     for workload in found.workloads:
         pod_security = workload.pod["securityContext"]
         assert pod_security["runAsNonRoot"] is True
-        assert (pod_security["runAsUser"], pod_security["runAsGroup"], pod_security["fsGroup"]) == (APP_UID,) * 3
+        assert (pod_security["runAsUser"], pod_security["runAsGroup"], pod_security["fsGroup"]) == (
+            APP_UID,
+        ) * 3
         account = found.get("ServiceAccount", workload.pod["serviceAccountName"])
         assert account["automountServiceAccountToken"] is False
         for container in workload.containers:
@@ -278,7 +301,9 @@ def test_pods_are_hardened(rendered: dict[str, list[dict[str, Any]]], overlay: s
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_containers_have_requests_limits_and_probes(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_containers_have_requests_limits_and_probes(
+    rendered: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     for workload in manifests(rendered, overlay).workloads:
         # Longer than the app's shutdown timeout, so in-flight requests finish before SIGKILL.
         assert workload.pod.get("terminationGracePeriodSeconds", 30) > SHUTDOWN_TIMEOUT_SECONDS
@@ -293,7 +318,9 @@ def test_containers_have_requests_limits_and_probes(rendered: dict[str, list[dic
 
 def mount_of(workload: Any, path: str) -> dict[str, Any] | None:
     mounts = workload.container["volumeMounts"]
-    covering = [m for m in mounts if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    covering = [
+        m for m in mounts if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
     return max(covering, key=lambda m: len(m["mountPath"]), default=None)
 
 
@@ -402,7 +429,9 @@ def test_compose_services_are_wired(files: tuple[str, ...]) -> None:
         assert service.get("read_only") is True
     assert not app_services["crawler"].get("ports"), "the crawler publishes no port"
     crawler_url = URL(app_services["api"]["environment"]["CRAWLER_BASE_URL"])
-    assert crawler_url.host == "crawler" and crawler_url.port == int(services["crawler"]["environment"]["CRAWLER_PORT"])
+    assert crawler_url.host == "crawler" and crawler_url.port == int(
+        services["crawler"]["environment"]["CRAWLER_PORT"]
+    )
     assert any(v.endswith(":/data") for v in app_services["api"]["volumes"]), "the api's database on a volume"
     api_url = app_services["web"]["environment"]["API_URL"]
     if "nginx" in services:
@@ -422,7 +451,7 @@ def test_nginx_upstreams_are_compose_services() -> None:
         assert int(services[host]["environment"][PORT_SETTING[host]]) == int(port)
     # /api/ is stripped (the trailing slash of proxy_pass); the stream is unbuffered.
     assert re.search(r"location /api/ \{\s*proxy_pass http://api:8080/;", config)
-    stream = re.search(r"location /api/messages/stream \{(.*?)\}", config, re.S)
+    stream = re.search(r"location /api/messages/stream \{(.*?)\}", config, re.DOTALL)
     assert stream and "proxy_buffering off;" in stream.group(1)
 
 
