@@ -52,6 +52,13 @@ def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:
     return pattern.sub(lambda match: "*" * len(match.group()), text)
 
 
+def message_store_errors(exc: Exception) -> tuple[int, str] | None:
+    # A full disk or a lost volume: the client should retry, the message was not stored.
+    if isinstance(exc, sqlite3.Error):
+        return 503, f"the message database is unavailable, nothing was stored: {exc}"
+    return None
+
+
 class ApiHandlers:
     def __init__(self, settings: ApiSettings) -> None:
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
@@ -177,7 +184,7 @@ async def check_crawler(crawler: CrawlerClient) -> dict[str, object]:
 def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Application:
     """Build the api app; its database and client session open in ``cleanup_ctx``."""
     cors = CorsPolicy(settings.api_cors_origins)
-    app = web.Application(middlewares=[json_errors(), cors.middleware])
+    app = web.Application(middlewares=[json_errors(message_store_errors), cors.middleware])
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
     app[keys.MESSAGE_HUB] = MessageHub()

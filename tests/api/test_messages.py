@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 from typing import Any
 
 import pytest
 
+from synergychat import keys
 from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
 from synergychat.transport import NoCrawlerClient
@@ -149,3 +151,22 @@ async def test_wrong_method_is_json_405(api_client: Any) -> None:
     response = await api_client.delete("/messages")
     body = await expect_json(response, 405)
     assert body["error"] and "POST" in response.headers["Allow"]
+
+
+async def test_database_failure_is_503_and_honest(aiohttp_client: Any, api_settings: ApiSettings) -> None:
+    client = await aiohttp_client(create_api_app(api_settings, NoCrawlerClient()))
+    # Another process holding the write lock past the busy timeout: the insert can't happen.
+    blocker = sqlite3.connect(api_settings.api_db_filepath, timeout=0)
+    blocker.execute("PRAGMA busy_timeout = 0")
+    await client.app[keys.MESSAGE_STORE]._conn.execute("PRAGMA busy_timeout = 100")
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        body = await expect_json(
+            await client.post("/messages", json={"AuthorUsername": "ann", "Text": "hi"}), 503
+        )
+        assert "nothing was stored" in body["error"]
+    finally:
+        blocker.rollback()
+        blocker.close()
+    page = await post_message(client, "ann", "after the lock")
+    assert [m["Text"] for m in page] == ["after the lock"]
