@@ -20,6 +20,7 @@ import yaml
 
 from .chat import ChatBrowser, chat_end_to_end
 from .conftest import (
+    APP_UID,
     FAKE_GUTENDEX_PORT,
     GUTENDEX_ENV,
     HERE,
@@ -131,6 +132,20 @@ async def test_chat_through_nginx_over_https(
     ).stdout.splitlines()
     published = {line.split()[0] for line in listing if "->" in line}
     assert len(listing) == 5 and published == {f"{project}_nginx_1"}, listing
+    # compose.yaml's read_only reaches podman, and the image's non-root user stays.
+    for service in ("web", "api", "crawler"):
+        container = f"{project}_{service}_1"
+        inspected = run(
+            [
+                tool("podman"),
+                "inspect",
+                "--format",
+                "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}}",
+                container,
+            ],
+            env=podman_env,
+        ).stdout.split()
+        assert inspected == ["true", f"{APP_UID}:{APP_UID}"], (container, inspected)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
         await chat_end_to_end(ChatBrowser(session), f"{entry}/", expected_api=f"{entry}/api/")
