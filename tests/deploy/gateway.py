@@ -18,7 +18,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "host"}
+from tests.support.relay import relay
+
 
 
 @dataclass(frozen=True)
@@ -96,23 +97,7 @@ async def serve_gateway(rules: list[Rule], backends: Mapping[tuple[str, int], st
             return web.Response(status=404, text=f"no route for {host}{request.path}")
         rule, path = found
         target = URL(backends[(rule.service, rule.port)]).with_path(path).with_query(request.query_string)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["Host"] = request.host
-        async with session.request(
-            request.method, target, headers=headers, data=await request.read(), allow_redirects=False
-        ) as upstream:
-            response = web.StreamResponse(status=upstream.status)
-            for name, value in upstream.headers.items():
-                if name.lower() not in HOP_BY_HOP:
-                    response.headers.add(name, value)
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            except (aiohttp.ClientError, ConnectionResetError):
-                return response  # either side went away mid-stream: nothing left to relay
-            await response.write_eof()
-            return response
+        return await relay(request, session, target, {"Host": request.host})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", proxy)

@@ -4,31 +4,15 @@ the original Go api and page, a crawler, a Gutendex, and a path-routing reverse 
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
-SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
-# How often a proxied stream checks whether its client has gone (it would otherwise wait for the next event).
-CLIENT_GONE_POLL_SECONDS = 0.2
-# Headers a proxy must not forward (RFC 9110 hop-by-hop), plus what aiohttp recomputes.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
+from tests.support.relay import relay
 
+SESSION = web.AppKey("proxy_session", aiohttp.ClientSession)
 ORIGINAL_INDEX_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="UTF-8"><title>SynergyChat</title>
 <script src="https://cdn.tailwindcss.com"></script>
@@ -183,33 +167,7 @@ def proxy_app(routes: list[tuple[str, str]]) -> web.Application:
         else:
             return web.Response(status=404, text="no route\n")
         target = URL(upstream.rstrip("/") + "/" + rest, encoded=True).with_query(request.rel_url.query)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["X-Forwarded-Host"] = request.host
-        try:
-            async with request.app[SESSION].request(
-                request.method, target, headers=headers, data=await request.read(), allow_redirects=False
-            ) as upstream_response:
-                response = web.StreamResponse(status=upstream_response.status)
-                for name, value in upstream_response.headers.items():
-                    if name.lower() not in HOP_BY_HOP:
-                        response.headers.add(name, value)
-                await response.prepare(request)
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(
-                            upstream_response.content.readany(), CLIENT_GONE_POLL_SECONDS
-                        )
-                    except TimeoutError:
-                        if request.transport is None or request.transport.is_closing():
-                            return response
-                        continue
-                    if not chunk:
-                        break
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
-        except aiohttp.ClientConnectionError:
-            return web.Response(status=502, text="502 Bad Gateway\n")
+        return await relay(request, request.app[SESSION], target, {"X-Forwarded-Host": request.host})
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
