@@ -18,6 +18,7 @@ from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
 from .http_errors import json_errors
 from .live import MessageHub
+from .readiness import Checks, readiness_response
 from .settings import ApiSettings, StartupError
 from .storage import Message, MessageStore
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
@@ -78,18 +79,7 @@ class ApiHandlers:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        store = request.app[keys.MESSAGE_STORE]
-        crawler = request.app[keys.CRAWLER_CLIENT]
-        database, crawler_check = await asyncio.gather(check_database(store), check_crawler(crawler))
-        ready = database["ok"]
-        return web.json_response(
-            {
-                "status": "ready" if ready else "not ready",
-                # The crawler being down does not stop the chat, so it doesn't fail readiness.
-                "checks": {"database": database, "crawler": crawler_check},
-            },
-            status=200 if ready else 503,
-        )
+        return readiness_response(*await api_readiness(request.app))
 
     async def list_messages(self, request: web.Request) -> web.Response:
         limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
@@ -155,6 +145,13 @@ class ApiHandlers:
             return response
         finally:
             hub.unsubscribe(subscriber)
+
+
+async def api_readiness(app: web.Application) -> tuple[bool, Checks]:
+    store, crawler = app[keys.MESSAGE_STORE], app[keys.CRAWLER_CLIENT]
+    database, crawler_check = await asyncio.gather(check_database(store), check_crawler(crawler))
+    # The crawler being down does not stop the chat, so it doesn't fail readiness.
+    return bool(database["ok"]), {"database": database, "crawler": crawler_check}
 
 
 async def check_database(store: MessageStore) -> dict[str, object]:

@@ -40,6 +40,7 @@ from .gutendex import (
     first_page_url,
 )
 from .http_errors import ClientError, json_errors
+from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountedBook, CountStore
 from .transport import KeywordCount, KeywordTotals
@@ -427,10 +428,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[CRAWLER].readiness()
-    ready = all(check["ok"] for check in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503
-    )
+    return readiness_response(all(check["ok"] for check in checks.values()), checks)
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .cors import CorsPolicy
 from .live import MessageHub
+from .readiness import Readiness
 from .settings import ApiSettings, WebSettings
 from .storage import MessageStore
 from .transport import CrawlerClient
@@ -20,3 +21,5 @@ CORS_POLICY = web.AppKey("cors_policy", CorsPolicy)
 WEB_SETTINGS = web.AppKey("web_settings", WebSettings)
 INDEX_HTML = web.AppKey("index_html", str)
 STATIC_FILES = web.AppKey("static_files", dict[str, Path])
+# Under `all`, the root app's /readyz answers for every part composed into it.
+COMPOSED_READINESS = web.AppKey("composed_readiness", Readiness)

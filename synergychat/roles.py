@@ -8,6 +8,7 @@ sub-app at ``/api/`` and the crawler one at ``/crawler/``.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from enum import StrEnum
 
 from aiohttp import web
 
-from .api import create_api_app
+from . import keys
+from .api import api_readiness, create_api_app
 from .crawler import Crawler, create_crawler_app
 from .settings import ApiSettings, CrawlerSettings, WebSettings
 from .transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
@@ -134,6 +136,8 @@ def build_app(role: Role, settings: RoleSettings) -> web.Application:
     root = create_web_app(settings.web)
     if api_app is not None:
         root.add_subapp("/api/", api_app)
+        # One probe for the pod: the api's readiness (its database; the crawler as information).
+        root[keys.COMPOSED_READINESS] = functools.partial(api_readiness, api_app)
     if crawler_app is not None:
         root.add_subapp("/crawler/", crawler_app)
     return root

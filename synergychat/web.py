@@ -10,6 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 from . import keys
+from .readiness import readiness_response
 from .settings import WebSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -78,6 +79,14 @@ class WebHandlers:
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def readyz(self, request: web.Request) -> web.Response:
+        # Serving the page needs nothing else; parts composed with it (under `all`) add theirs.
+        ready, checks = True, {"web": {"ok": True, "detail": "serving"}}
+        if composed := request.app.get(keys.COMPOSED_READINESS):
+            parts_ready, parts_checks = await composed()
+            ready, checks = parts_ready, {**checks, **parts_checks}
+        return readiness_response(ready, checks)
+
 
 async def load_static(app: web.Application) -> AsyncIterator[None]:
     # Only files that ship in static/ are served, looked up by exact name: no path escapes.
@@ -94,7 +103,6 @@ def create_web_app(settings: WebSettings) -> web.Application:
     handlers = WebHandlers(settings)
     app.router.add_get("/", handlers.index)
     app.router.add_get("/healthz", handlers.healthz)
-    # The web role has no dependencies of its own: ready when it serves.
-    app.router.add_get("/readyz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/{name}", handlers.static_file)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from typing import Any
 
 import pytest
@@ -91,8 +92,11 @@ async def test_no_path_escapes_the_static_folder(aiohttp_client: Any, path: str)
 
 async def test_health_endpoints(aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_web_app(WebSettings()))
-    for path in ("/healthz", "/readyz"):
-        assert await (await client.get(path)).json() == {"status": "ok"}
+    assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get("/readyz")).json() == {
+        "status": "ready",
+        "checks": {"web": {"ok": True, "detail": "serving"}},
+    }
 
 
 async def test_all_serves_page_api_and_crawler_on_one_port(aiohttp_client: Any, tmp_path: Any) -> None:
@@ -113,3 +117,27 @@ async def test_all_serves_page_api_and_crawler_on_one_port(aiohttp_client: Any, 
     assert page[-1]["AuthorUsername"] == "crawler-bot"
     assert page[-1]["Text"].startswith("Beep boop!")
     assert (await client.get("/crawler/healthz")).status == 200
+
+
+async def test_all_readiness_is_the_whole_process(aiohttp_client: Any, tmp_path: Any) -> None:
+    # One pod, one probe: /readyz under `all` must fail when the chat's database does.
+    db = tmp_path / "m.db"
+    settings = RoleSettings(
+        web=WebSettings(api_url="/api"),
+        api=ApiSettings(api_db_filepath=str(db)),
+        crawler=CrawlerSettings(crawler_source_url="http://127.0.0.1:9", crawler_delay_seconds=0),
+    )
+    client = await aiohttp_client(build_app(Role.ALL, settings))
+    body = await (await client.get("/readyz")).json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"web", "database", "crawler"}
+    assert body["checks"]["crawler"]["location"] == "in-process"
+    blocker = sqlite3.connect(db, timeout=0)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        response = await client.get("/readyz")
+        assert response.status == 503
+        assert (await response.json())["checks"]["database"]["ok"] is False
+    finally:
+        blocker.rollback()
+        blocker.close()
