@@ -15,7 +15,8 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && sudo=(sudo)
   echo "installing Debian packages: ${missing[*]}"
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # With recommends: podman needs several of its own (networking, pause, storage) to run here.
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 scripts/setup.sh --dev
