@@ -24,8 +24,10 @@ from .storage import Message, MessageStore
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
     DEFAULT_PAGE_SIZE,
+    MAX_ID,
     MAX_PAGE_SIZE,
     parse_int_param,
+    parse_whole_number,
     parse_new_message,
     read_capped_body,
 )
@@ -83,7 +85,7 @@ class ApiHandlers:
 
     async def list_messages(self, request: web.Request) -> web.Response:
         limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-        before = parse_int_param(request, "before", None, 1, 2**63 - 1)
+        before = parse_int_param(request, "before", None, 1, MAX_ID)
         assert limit is not None
         page = await request.app[keys.MESSAGE_STORE].page_json(limit, before)
         return web.Response(text=page, content_type="application/json")
@@ -104,18 +106,29 @@ class ApiHandlers:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: replay what the client missed, then every new message."""
-        last_id = parse_int_param(request, "after", None, 0, 2**63 - 1)
-        header = request.headers.get("Last-Event-ID", "").strip()
-        if header.isdigit():
-            last_id = int(header)
+        last_id = parse_int_param(request, "after", None, 0, MAX_ID)
+        # EventSource sends back the last id it saw; one we never issued is ignored.
+        header_id = parse_whole_number(request.headers.get("Last-Event-ID", "").strip())
+        if header_id is not None and header_id <= MAX_ID:
+            last_id = header_id
         store = request.app[keys.MESSAGE_STORE]
         hub = request.app[keys.MESSAGE_HUB]
         # Subscribe before reading the database so nothing falls between the two.
         subscriber = hub.subscribe()
         try:
-            if last_id is None:
-                last_id = await store.last_id()
+            newest = await store.last_id()
             async with sse_response(request, ping_interval=STREAM_PING_SECONDS) as response:
+                # Which history the ids belong to: a page that saw another one starts over.
+                await response.send(json.dumps({"history": store.history_id, "last_id": newest}), event="hello")
+                if last_id is None:
+                    last_id = newest
+                elif last_id > newest:
+                    # The client saw ids this database never had: the api restarted without
+                    # a database file, or one was restored. Its history is stale; tell it so,
+                    # and carry on from what we have (the event's id resets EventSource's).
+                    reset = {"reason": "the message history was replaced", "last_id": newest}
+                    await response.send(json.dumps(reset), id=str(newest), event="reset")
+                    last_id = newest
 
                 async def send(message: Message) -> None:
                     nonlocal last_id

@@ -116,6 +116,12 @@ MESSAGE_MIGRATIONS = (
         created_at TEXT NOT NULL
     );
     """,
+    # Which history this is: ids restart in a new database (or in memory after a restart),
+    # and a page must not take the new history's ids for the old one's.
+    """
+    CREATE TABLE history (id TEXT NOT NULL);
+    INSERT INTO history (id) VALUES (lower(hex(randomblob(16))));
+    """,
 )
 
 _MESSAGE_COLUMNS = "id, author_username, text, created_at"
@@ -128,12 +134,16 @@ def _message(row: aiosqlite.Row) -> Message:
 class MessageStore:
     """The chat history. ``add`` returns only once the message is committed."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, history_id: str) -> None:
         self._conn = conn
+        self.history_id = history_id
 
     @classmethod
     async def open(cls, path: str | Path | None) -> MessageStore:
-        return cls(await open_database(path, MESSAGE_MIGRATIONS))
+        conn = await open_database(path, MESSAGE_MIGRATIONS)
+        async with conn.execute("SELECT id FROM history") as cursor:
+            (history_id,) = await cursor.fetchone()
+        return cls(conn, history_id)
 
     async def close(self) -> None:
         await self._conn.close()

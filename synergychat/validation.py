@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import unicodedata
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
@@ -16,6 +17,9 @@ MAX_USERNAME_CHARS = 64
 MAX_TEXT_CHARS = 4000
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_ID = 2**63 - 1  # SQLite's INTEGER
+# Nobody may post as the bot: its replies are styled apart and users trust them.
+RESERVED_USERNAMES = frozenset({"crawler-bot"})
 
 
 class NewMessage(BaseModel):
@@ -24,15 +28,24 @@ class NewMessage(BaseModel):
 
     AuthorUsername: Annotated[
         StrictStr,
-        # No control characters: a name is one line of text.
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USERNAME_CHARS,
-                          pattern=r"^[^\x00-\x1f\x7f]*$"),
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_USERNAME_CHARS),
     ]
     # Not stripped: leading indentation (code, verse) is part of a message.
     Text: Annotated[
         StrictStr,
         StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"^[^\x00]*$"),
     ]
+
+    @field_validator("AuthorUsername")
+    @classmethod
+    def _plain_visible_name(cls, value: str) -> str:
+        # A name is one line of visible text: no control characters, and no invisible
+        # formatting ones (zero-width spaces, right-to-left overrides) to disguise it.
+        if any(unicodedata.category(char) in ("Cc", "Cf") for char in value):
+            raise PydanticCustomError("invisible", "must not contain control or invisible formatting characters")
+        if unicodedata.normalize("NFKC", value).casefold() in RESERVED_USERNAMES:
+            raise PydanticCustomError("reserved", f"{value} is reserved for the bot")
+        return value
 
     @field_validator("Text")
     @classmethod
@@ -65,12 +78,27 @@ def parse_new_message(body: bytes) -> NewMessage:
         data = json.loads(decoded)
     except json.JSONDecodeError as exc:
         raise ClientError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError):
+        # Valid JSON that Python refuses to hold: a number of thousands of digits, deep nesting.
+        raise ClientError(400, "request body is not JSON we accept: a number or nesting is too large") from None
     if not isinstance(data, dict):
         raise ClientError(400, 'request body must be a JSON object like {"AuthorUsername": "...", "Text": "..."}')
     try:
-        return NewMessage.model_validate(data)
+        return NewMessage.model_validate(with_canonical_names(data))
     except ValidationError as exc:
         raise ClientError(400, describe_validation_error(exc)) from None
+
+
+def with_canonical_names(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept ``authorUsername`` for ``AuthorUsername`` as the original (Go's JSON decoder) does:
+    an exact name wins, otherwise a case-insensitive match."""
+    fields = dict(data)
+    for name in NewMessage.model_fields:
+        if name not in fields:
+            match = next((key for key in data if key.lower() == name.lower()), None)
+            if match is not None:
+                fields[name] = data[match]
+    return fields
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -88,6 +116,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             problems.append(f"{field} must be at most {error['ctx']['max_length']} characters")
         elif kind == "string_pattern_mismatch":
             problems.append(f"{field} must not contain control characters")
+        elif kind in ("invisible", "reserved"):
+            problems.append(f"{field} {error['msg']}")
         elif kind == "string_unicode":
             # JSON may carry lone surrogates ("\ud800"): not text UTF-8 or SQLite can hold.
             problems.append(f"{field} must be valid Unicode text (no lone surrogates)")
@@ -96,14 +126,20 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def parse_whole_number(raw: str) -> int | None:
+    """ASCII digits only: int() would also take "1_000", " 5", "+5" and "٥"."""
+    if raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
+
+
 def parse_int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ClientError(400, f"{name} must be a whole number, got {raw!r}") from None
+    value = parse_whole_number(raw)
+    if value is None:
+        raise ClientError(400, f"{name} must be a whole number, got {raw!r}")
     if not low <= value <= high:
         raise ClientError(400, f"{name} must be between {low} and {high}, got {value}")
     return value

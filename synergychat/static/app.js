@@ -53,6 +53,7 @@
     timer: 0,
     fallbackPolling: false,
     sending: false,
+    history: null, // the api's history id, from the stream's hello event
   };
 
   // ---- configuration -------------------------------------------------------
@@ -419,6 +420,31 @@
       }
       addMessages([message]);
     });
+    source.addEventListener('hello', (event) => {
+      let history = null;
+      try {
+        history = JSON.parse(event.data).history;
+      } catch {
+        return;
+      }
+      const known = state.history;
+      state.history = history;
+      // Reconnected to another history (the api restarted on an empty or another database):
+      // the ids we hold mean other messages there.
+      if (known && history !== known) {
+        source.close();
+        state.source = null;
+        resetHistory();
+      }
+    });
+    source.addEventListener('reset', () => {
+      // The api's history was replaced (restarted without a database file, or restored):
+      // the messages shown are from another history. Close first, so EventSource does not
+      // reconnect with an id the api never issued, then start over from the latest page.
+      source.close();
+      state.source = null;
+      resetHistory();
+    });
     source.addEventListener('error', () => {
       if (source !== state.source) return;
       setStatus('reconnecting');
@@ -430,6 +456,22 @@
       }
       // Otherwise EventSource retries by itself, sending Last-Event-ID; the server replays the gap.
     });
+  }
+
+  async function resetHistory() {
+    state.messages.clear();
+    state.ids = [];
+    ui.list.replaceChildren();
+    updateEmpty();
+    try {
+      const page = await requestJson(messagesUrl({ limit: PAGE_SIZE }));
+      addMessages(page, 'new', true);
+      state.hasOlder = page.length >= PAGE_SIZE;
+      updateOlderButton();
+    } catch {
+      // The stream below and the fallback poll bring the messages once the api answers.
+    }
+    openStream();
   }
 
   async function pollWhileStreamDown() {

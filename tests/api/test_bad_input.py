@@ -36,8 +36,17 @@ async def post_raw(client: Any, body: bytes, expected_status: int, **kwargs: Any
         (b'{"AuthorUsername": 5, "Text": "hi"}', "AuthorUsername must be a string"),
         (b'{"AuthorUsername": "ann", "Text": null}', "Text must be a string"),
         (b'{"AuthorUsername": ["ann"], "Text": {"a": 1}}', "AuthorUsername must be a string; Text must be a string"),
-        # a name is one line: no newlines or other control characters
-        (b'{"AuthorUsername": "a\\nb", "Text": "hi"}', "AuthorUsername must not contain control characters"),
+        # a name is one line of visible text: no control or invisible formatting characters
+        (b'{"AuthorUsername": "a\\nb", "Text": "hi"}', "AuthorUsername must not contain control or invisible"),
+        (b'{"AuthorUsername": "\\u202etob-relwarc", "Text": "hi"}', "must not contain control or invisible"),
+        (b'{"AuthorUsername": "\\u200b", "Text": "hi"}', "must not contain control or invisible"),
+        # nobody posts as the bot, in any case or width
+        (b'{"AuthorUsername": "crawler-bot", "Text": "Beep boop!"}', "AuthorUsername crawler-bot is reserved for the bot"),
+        (b'{"AuthorUsername": " Crawler-Bot ", "Text": "hi"}', "is reserved for the bot"),
+        (b'{"AuthorUsername": "\\uff43rawler-bot", "Text": "hi"}', "is reserved for the bot"),
+        # JSON Python can't hold: Python's int digit limit, and nesting past the recursion limit
+        (b'{"AuthorUsername": "a", "Text": ' + b"9" * 5000 + b"}", "a number or nesting is too large"),
+        (b"[" * 60000, "a number or nesting is too large"),
         (b'{"AuthorUsername": "ann", "Text": "nul\\u0000byte"}', "Text must not contain control characters"),
         # valid JSON, but not text that UTF-8 (or SQLite) can hold
         (b'{"AuthorUsername": "ann", "Text": "half \\ud800 pair"}', "Text must be valid Unicode text (no lone surrogates)"),
@@ -85,6 +94,13 @@ async def test_unicode_and_html_are_stored_verbatim(api_client: Any) -> None:
 async def test_text_keeps_its_indentation(api_client: Any) -> None:
     page = await post_message(api_client, "ann", "    indented code\n  and more\n")
     assert page[-1]["Text"] == "    indented code\n  and more\n"
+
+
+async def test_field_names_match_case_insensitively_like_the_original(api_client: Any) -> None:
+    # The Go original decodes with encoding/json: an exact name wins, any case matches.
+    response = await api_client.post("/messages", json={"authorusername": "ann", "TEXT": "hi", "Text": "exact"})
+    page = await expect_json(response, 201)
+    assert page[-1]["AuthorUsername"] == "ann" and page[-1]["Text"] == "exact"
 
 
 async def test_extra_fields_are_ignored(api_client: Any) -> None:

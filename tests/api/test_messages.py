@@ -82,7 +82,11 @@ async def test_limit_up_to_1000(api_client: Any) -> None:
     [
         ({"limit": "0"}, "limit must be between 1 and 1000"),
         ({"limit": "1001"}, "limit must be between 1 and 1000"),
-        ({"limit": "-3"}, "limit must be between"),
+        ({"limit": "-3"}, "limit must be a whole number"),
+        # only ASCII digits: int() alone would take these
+        ({"limit": "1_0"}, "limit must be a whole number"),
+        ({"limit": "٥"}, "limit must be a whole number"),
+        ({"limit": " 5"}, "limit must be a whole number"),
         ({"limit": "ten"}, "limit must be a whole number"),
         ({"before": "0"}, "before must be between"),
         ({"before": "x"}, "before must be a whole number"),

@@ -10,18 +10,27 @@ import pytest
 from aiohttp import ClientResponse
 
 from synergychat import keys, live
+from synergychat.api import create_api_app
+from synergychat.settings import ApiSettings
+from synergychat.transport import NoCrawlerClient
 from tests.conftest import post_message
 
 
 async def read_events(response: ClientResponse, count: int, timeout: float = 2.0) -> list[dict[str, Any]]:
     """Read ``count`` message events (skipping pings) within ``timeout`` seconds."""
+    return await read_any_events(response, count, timeout, kinds=("message",))
+
+
+async def read_any_events(
+    response: ClientResponse, count: int, timeout: float = 2.0, kinds: tuple[str, ...] = ("message", "reset")
+) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     current: dict[str, str] = {}
     async with asyncio.timeout(timeout):
         while len(events) < count:
             line = (await response.content.readline()).decode().rstrip("\r\n")
             if line == "":
-                if "data" in current:
+                if "data" in current and current.get("event") in kinds:
                     events.append({"sse_id": current.get("id"), "event": current.get("event"), **json.loads(current["data"])})
                 current = {}
             elif not line.startswith(":"):
@@ -114,4 +123,42 @@ async def test_shutdown_ends_open_streams(api_client: Any) -> None:
     await api_client.app.shutdown()
     async with asyncio.timeout(2):
         rest = await stream.content.read()
-    assert rest == b"" or rest.startswith(b":")
+    # The stream ended (read() returned) having said nothing but hello.
+    assert b"event: message" not in rest
+
+
+@pytest.mark.parametrize("header", ["\u00b2", "99999999999999999999", "abc", "-1", " "])
+async def test_unusable_last_event_id_is_ignored(api_client: Any, header: str) -> None:
+    # "²".isdigit() is true and 10**20 overflows SQLite: neither may break the stream.
+    async with api_client.get("/messages/stream", headers={"Last-Event-ID": header}) as stream:
+        assert stream.status == 200
+        await post_message(api_client, "ann", "still live")
+        [event] = await read_events(stream, 1)
+    assert event["Text"] == "still live"
+
+
+async def test_client_ahead_of_the_database_is_told_to_reset(api_client: Any) -> None:
+    # An api restarted on an empty database: the page's ids are from another history.
+    newest = (await post_message(api_client, "ann", "only message"))[-1]["id"]
+    async with api_client.get("/messages/stream", headers={"Last-Event-ID": str(newest + 50)}) as stream:
+        [reset] = await read_any_events(stream, 1)
+        assert reset["event"] == "reset" and reset["sse_id"] == str(newest)
+        assert reset["last_id"] == newest
+        await post_message(api_client, "bob", "new history")
+        [event] = await read_events(stream, 1)
+    assert event["Text"] == "new history"
+
+
+async def test_every_stream_starts_by_naming_its_history(api_client: Any, aiohttp_client: Any, tmp_path: Any) -> None:
+    # The page compares it across reconnects: a new database means new meanings for ids.
+    async with api_client.get("/messages/stream") as stream:
+        [hello] = await read_any_events(stream, 1, kinds=("hello",))
+    history = hello["history"]
+    assert len(history) == 32
+    async with api_client.get("/messages/stream") as stream:
+        [again] = await read_any_events(stream, 1, kinds=("hello",))
+    assert again["history"] == history
+    other = await aiohttp_client(create_api_app(ApiSettings(api_db_filepath=str(tmp_path / "other.db")), NoCrawlerClient()))
+    async with other.get("/messages/stream") as stream:
+        [elsewhere] = await read_any_events(stream, 1, kinds=("hello",))
+    assert elsewhere["history"] != history

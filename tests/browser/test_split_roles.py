@@ -71,3 +71,30 @@ def test_the_stream_recovers_after_the_api_restarts(
     expect_sent(page, "back online")
     # Chromium logs the refused connections while the api was down.
     watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)
+
+
+def test_an_api_restarted_on_an_empty_database_replaces_the_page_history(
+    start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+) -> None:
+    # The api role's default is an in-memory database: a restart starts ids again at 1,
+    # and the page must not keep (or dedupe against) the old history.
+    api = start_role("api")
+    web = start_role("web", env={"API_URL": api.url})
+    watched = open_page(web.url + "/")
+    page = watched.page
+    expect_live(page)
+    for n in range(3):
+        post_message(api.url, "carol", f"old history {n}")
+    expect(message_text(page, "old history 2")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+
+    assert api.stop() == 0
+    restarted = start_role("api", port=api.port)
+    # More messages than the page had: ids alone can't tell the histories apart.
+    for n in range(1, 6):
+        post_message(restarted.url, "dave", f"new history {n}")
+    expect(message_text(page, "new history 5")).to_have_count(1, timeout=15_000)
+    expect_live(page)
+    assert message_texts(page) == [f"new history {n}" for n in range(1, 6)]
+    post_message(restarted.url, "dave", "new history 6")
+    expect(message_text(page, "new history 6")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+    watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)
