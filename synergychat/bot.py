@@ -6,8 +6,8 @@ import asyncio
 import logging
 from collections import Counter
 
-from .commands import CommandError, StatsQuery
-from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, KeywordTotals
+from .commands import STATS_HELP, CommandError, StatsQuery
+from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerRefused, CrawlerUnavailable, KeywordTotals
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError,
         totals = await asyncio.wait_for(crawler.totals(query.keywords, query.title), timeout)
     except CrawlerNotConfigured:
         return NOT_CONFIGURED_REPLY
+    except CrawlerRefused as exc:
+        return f"Beep boop! The crawler can't answer that: {exc}. {STATS_HELP}"
     except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
         log.warning("/stats failed: %s", exc or "the crawler did not answer in time")
         return UNAVAILABLE_REPLY

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 STATS_COMMAND = "/stats"
 STATS_HELP = (
@@ -12,6 +11,14 @@ STATS_HELP = (
     'or /stats keywords=love title="Jekyll and Hyde".'
 )
 _KEYS = ("keywords", "title")
+# Past these a query is a mistake, not a question (the crawler refuses them too).
+MAX_QUERY_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 200
+MAX_TITLE_CHARS = 1000
+# A `key=` at the start of a word starts a part; its value runs to the next one.
+_PART = re.compile(r"(?:^|(?<=\s))([A-Za-z_]+)=")
+# Quotes people type around a value: straight, and the curly ones phone keyboards insert.
+_QUOTE_PAIRS = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c", "\u00ab": "\u00bb"}
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class StatsQuery:
 class CommandError:
     """A command the user typed wrong; ``reason`` is shown to them."""
 
-    reason: str = field(default="")
+    reason: str
 
 
 def is_stats_command(text: str) -> bool:
@@ -32,30 +39,49 @@ def is_stats_command(text: str) -> bool:
     return re.match(rf"{STATS_COMMAND}(?:\s|$)", text.lstrip()) is not None
 
 
+def unquote(value: str) -> str | CommandError:
+    value = value.strip()
+    closing = _QUOTE_PAIRS.get(value[:1])
+    if closing is None:
+        return value
+    if len(value) >= 2 and value.endswith(closing):
+        return value[1:-1].strip()
+    if value[0] == "'":
+        return value  # an apostrophe that starts a word ('Tis Pity), not a quote
+    return CommandError(f"I couldn't read that: a quote is not closed. {STATS_HELP}")
+
+
 def parse_stats_command(text: str) -> StatsQuery | CommandError:
     """Parse ``/stats [keywords=a,b] [title=...]``.
 
-    Titles may be quoted (``title="Jekyll and Hyde"``); bare words after a
-    ``title=`` continue the title, so ``title=Pride and Prejudice`` works too.
+    A value runs until the next ``key=``, so titles need no quotes
+    (``title=Alice's Adventures in Wonderland``) but may have them
+    (``title="Jekyll and Hyde"``, or curly ones); ``keywords=love, hate`` works.
     """
     arguments = text.lstrip()[len(STATS_COMMAND) :]
-    try:
-        tokens = shlex.split(arguments)
-    except ValueError:
-        return CommandError(f"I couldn't read that: a quote is not closed. {STATS_HELP}")
+    parts = list(_PART.finditer(arguments))
+    leading = arguments[: parts[0].start() if parts else len(arguments)].strip()
+    if leading:
+        return CommandError(f"I don't understand {leading.split()[0]!r}. {STATS_HELP}")
     values: dict[str, str] = {}
-    last_key: str | None = None
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        key = key.strip().lower()
-        if sep and key in _KEYS:
-            values[key] = value.strip()
-            last_key = key
-        elif not sep and last_key == "title":
-            values["title"] = f"{values['title']} {token}".strip()
-        else:
-            return CommandError(f"I don't understand {token!r}. {STATS_HELP}")
+    for part, following in zip(parts, [*parts[1:], None]):
+        key = part.group(1).lower()
+        if key not in _KEYS:
+            return CommandError(f"I don't understand {part.group(0)!r}: I know keywords= and title=. {STATS_HELP}")
+        if key in values:
+            return CommandError(f"Give {key}= once. {STATS_HELP}")
+        value = unquote(arguments[part.end() : following.start() if following else len(arguments)])
+        if isinstance(value, CommandError):
+            return value
+        values[key] = value
     keywords = tuple(
         dict.fromkeys(word.strip().lower() for word in values.get("keywords", "").split(",") if word.strip())
     )
-    return StatsQuery(keywords=keywords, title=values.get("title", ""))
+    title = values.get("title", "")
+    if len(keywords) > MAX_QUERY_KEYWORDS:
+        return CommandError(f"That's more than {MAX_QUERY_KEYWORDS} keywords; ask for fewer.")
+    if any(len(keyword) > MAX_KEYWORD_CHARS for keyword in keywords):
+        return CommandError(f"A keyword can be at most {MAX_KEYWORD_CHARS} characters.")
+    if len(title) > MAX_TITLE_CHARS:
+        return CommandError(f"A title can be at most {MAX_TITLE_CHARS} characters.")
+    return StatsQuery(keywords=keywords, title=title)

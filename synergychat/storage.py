@@ -66,7 +66,7 @@ async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
 
 
 # Readiness must not wait long behind another writer: that *is* the failure it reports.
-PROBE_BUSY_TIMEOUT_SECONDS = 1.0
+PROBE_BUSY_TIMEOUT_SECONDS = 0.8
 
 
 async def check_writable(conn: aiosqlite.Connection) -> None:
@@ -259,6 +259,21 @@ def _keyword_set(keywords: Sequence[str]) -> str:
     return json.dumps(sorted(set(keywords)), ensure_ascii=False)
 
 
+def _stats_query(keywords: Sequence[str], title: str) -> tuple[str, list[object]]:
+    """The rows of ``/stats`` (keyword, title, count) in their order, and the query's parameters."""
+    query = (
+        "SELECT c.keyword, b.title, c.count FROM counts AS c JOIN books AS b ON b.id = c.book_id"
+        f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
+    )
+    params: list[object] = list(keywords)
+    if title:
+        # instr, not LIKE: no wildcards to escape, and lower() folds beyond ASCII.
+        query += " AND instr(b.title_folded, ?) > 0"
+        params.append(title.lower())
+    query += " ORDER BY c.count, b.title, c.keyword, b.id"
+    return query, params
+
+
 class CountStore:
     """Keyword counts per book, which books are done, and the crawl position.
 
@@ -410,19 +425,30 @@ class CountStore:
         (case-insensitively; empty keeps all), ``Count`` ascending."""
         if not keywords:
             return []
-        query = (
-            "SELECT c.keyword, b.title, c.count FROM counts AS c JOIN books AS b ON b.id = c.book_id"
-            f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
-        )
-        params: list[object] = list(keywords)
-        if title:
-            # instr, not LIKE: no wildcards to escape, and lower() folds beyond ASCII.
-            query += " AND instr(b.title_folded, ?) > 0"
-            params.append(title.lower())
-        query += " ORDER BY c.count, b.title, c.keyword, b.id"
+        query, params = _stats_query(keywords, title)
         async with self._lock, self._conn.execute(query, params) as cursor:
             rows = await cursor.fetchall()
         return [{"Keyword": keyword, "BookTitle": book_title, "Count": count} for keyword, book_title, count in rows]
+
+    async def stats_json(self, keywords: Sequence[str], title: str) -> str:
+        """``stats`` as a JSON array, built by SQLite: the same rows, keys and order.
+
+        Over a whole catalogue this is ~600k rows (~40 MB). Built in Python (rows, dicts,
+        ``json.dumps``) it held the event loop for seconds; SQLite builds it in aiosqlite's
+        thread without the GIL, and the loop only receives the finished string.
+        """
+        if not keywords:
+            return "[]"
+        query, params = _stats_query(keywords, title)
+        # json_group_array adds rows in the order the subquery yields them: SQLite does not
+        # flatten an ORDER BY subquery into an aggregate (3.40 has no ORDER BY in aggregates).
+        query = (
+            "SELECT json_group_array(json_object('Keyword', keyword, 'BookTitle', title, 'Count', count))"
+            f" FROM ({query})"
+        )
+        async with self._lock, self._conn.execute(query, params) as cursor:
+            (body,) = await cursor.fetchone()
+        return str(body)
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         """What ``stats`` would sum to, summed by SQLite: per keyword, and the books with a match.

@@ -63,6 +63,18 @@ class CrawlerUnavailable(Exception):
     """The crawler is configured but could not answer: down, slow, or garbage."""
 
 
+class CrawlerRefused(Exception):
+    """The crawler answered, refusing the question (HTTP 400); the reason is its error."""
+
+
+async def _error_text(response: aiohttp.ClientResponse) -> str:
+    try:
+        body = await response.json(content_type=None)
+        return str(body["error"])
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        return "the crawler refused the question"
+
+
 class CrawlerEndpointMissing(CrawlerUnavailable):
     """The crawler answered 404: an original (Go) crawler lacks our additions."""
 
@@ -158,6 +170,8 @@ class HttpCrawlerClient:
             async with self._session.get(url, params=params) as response:
                 if response.status == 404:
                     raise CrawlerEndpointMissing(f"the crawler has no {path} (HTTP 404)")
+                if response.status == 400:
+                    raise CrawlerRefused(await _error_text(response))
                 if response.status != 200:
                     raise CrawlerUnavailable(f"the crawler answered HTTP {response.status}")
                 return await response.json(content_type=None)

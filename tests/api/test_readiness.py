@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import Any
+
+from aiohttp import web
 
 from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
@@ -58,3 +62,19 @@ async def test_locked_database_is_not_ready(aiohttp_client: Any, api_settings: A
         blocker.close()
     body = await expect_json(await client.get("/readyz"), 200)
     assert body["status"] == "ready"
+
+
+async def test_a_hanging_crawler_does_not_hold_up_readiness(aiohttp_client: Any, aiohttp_server: Any) -> None:
+    # Kubernetes probes time out after 1 s by default; a slow crawler must not fail the api.
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(10)
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", hang)
+    server = await aiohttp_server(app)
+    client = await aiohttp_client(create_api_app(ApiSettings(), HttpCrawlerClient(str(server.make_url("/")), 5.0)))
+    started = time.monotonic()
+    body = await expect_json(await client.get("/readyz"), 200)
+    assert time.monotonic() - started < 0.9
+    assert body["checks"]["crawler"]["state"] == "unreachable"

@@ -24,6 +24,16 @@ from synergychat.commands import CommandError, StatsQuery, is_stats_command, par
         # stray commas and repeats are tidied
         ("/stats keywords=love,,hate,love,", StatsQuery(("love", "hate"))),
         ("  /stats   keywords=joy  ", StatsQuery(("joy",))),
+        # apostrophes are part of titles, not quotes
+        ("/stats title=Alice's Adventures in Wonderland", StatsQuery((), "Alice's Adventures in Wonderland")),
+        ("/stats title='Tis Pity keywords=love", StatsQuery(("love",), "'Tis Pity")),
+        # phone keyboards insert curly quotes
+        ("/stats title=\u201cFrankenstein\u201d", StatsQuery((), "Frankenstein")),
+        ("/stats title=\u2018Emma\u2019 keywords=joy", StatsQuery(("joy",), "Emma")),
+        # a space after the comma is still one list
+        ("/stats keywords=love, hate", StatsQuery(("love", "hate"))),
+        # "=" inside a value is not a new part
+        ("/stats title=E=mc2", StatsQuery((), "E=mc2")),
     ],
 )
 def test_parse_forms(text: str, expected: StatsQuery) -> None:
@@ -34,14 +44,30 @@ def test_parse_forms(text: str, expected: StatsQuery) -> None:
     "text, fragment",
     [
         ('/stats title="Jekyll', "quote is not closed"),
-        ("/stats author=Shelley", "I don't understand 'author=Shelley'"),
+        ("/stats author=Shelley", "I don't understand 'author=': I know keywords= and title="),
         ("/stats love", "I don't understand 'love'"),
+        # the last of two titles silently winning would answer a question nobody asked
+        ("/stats title=a title=b", "Give title= once"),
     ],
 )
 def test_parse_errors_explain(text: str, fragment: str) -> None:
     result = parse_stats_command(text)
     assert isinstance(result, CommandError)
     assert fragment in result.reason and "/stats keywords=" in result.reason
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("/stats keywords=" + ",".join(f"k{n}" for n in range(101)), "more than 100 keywords"),
+        ("/stats keywords=" + "x" * 201, "at most 200 characters"),
+        ("/stats title=" + "t" * 1001, "at most 1000 characters"),
+    ],
+)
+def test_limits_match_the_crawlers(text: str, fragment: str) -> None:
+    # The same limits in-process and over HTTP: the crawler refuses these with 400.
+    result = parse_stats_command(text)
+    assert isinstance(result, CommandError) and fragment in result.reason
 
 
 @pytest.mark.parametrize(
