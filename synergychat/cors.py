@@ -6,6 +6,7 @@ streamed responses, whose headers leave before the handler returns, get them too
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
@@ -16,11 +17,15 @@ ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE_SECONDS = "300"
 ANY_ORIGIN = "*"
 
+log = logging.getLogger(__name__)
+
 
 class CorsPolicy:
     def __init__(self, origins: Sequence[str]) -> None:
         self._any = ANY_ORIGIN in origins
         self._origins = frozenset(origin for origin in origins if origin != ANY_ORIGIN)
+        if not origins:
+            log.warning("API_CORS_ORIGINS is empty: no page on another origin can call this api")
 
     def allows(self, origin: str) -> bool:
         if self._any:

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from yarl import URL
 
 # The course's keywords; the original requires CRAWLER_KEYWORDS, we default to them.
 DEFAULT_KEYWORDS = ("love", "hate", "joy", "sadness", "anger", "disgust", "fear", "surprise")
@@ -35,6 +36,25 @@ def split_comma_list(value: object) -> object:
     return value
 
 
+def checked_url(value: str, *, absolute: bool) -> str:
+    """A URL yarl (and so aiohttp) can use: http(s), a host and a valid port when absolute.
+
+    Whitespace, quotes, ``;`` and ``,`` are refused: API_URL's origin goes into the
+    page's Content-Security-Policy header, where they would start a new directive.
+    """
+    if re.search(r"[\s\"';,<>\\]", value):
+        raise ValueError(f"must be a URL without spaces, quotes, ';' or ',', got {value!r}")
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - parsing the port is the check ("host:99999")
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc}), got {value!r}") from None
+    # Relative ("/api") and scheme-relative ("//api.example") URLs are the browser's to resolve.
+    if (absolute or url.scheme) and (url.scheme not in ("http", "https") or not url.host):
+        raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
+    return value
+
+
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
@@ -44,6 +64,12 @@ class WebSettings(_Settings):
     # Base URL the *browser* uses for the api: absolute or relative to the page.
     # Empty: the page loads and says the api is not configured.
     api_url: str = ""
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        value = value.strip()
+        return checked_url(value, absolute=False) if value else value
 
 
 class ApiSettings(_Settings):
@@ -63,17 +89,21 @@ class ApiSettings(_Settings):
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
         value = value.strip()
-        if value and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
-        return value
+        return checked_url(value, absolute=True) if value else value
 
     @field_validator("api_cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        origins = [origin.rstrip("/") for origin in value]
-        for origin in origins:
-            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+        origins = []
+        for origin in value:
+            if origin == "*":
+                origins.append(origin)
+                continue
+            url = URL(checked_url(origin.rstrip("/"), absolute=True))
+            if url.path not in ("", "/") or url.query_string or url.fragment:
                 raise ValueError(f"each origin must be '*' or scheme://host[:port], got {origin!r}")
+            # As browsers send it: lower-case, no default port ("http://a:80" is "http://a").
+            origins.append(str(url.origin()))
         return origins
 
 
@@ -98,7 +128,4 @@ class CrawlerSettings(_Settings):
     @field_validator("crawler_source_url")
     @classmethod
     def _source_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an absolute http:// or https:// URL, got {value!r}")
-        return value
+        return checked_url(value.strip().rstrip("/"), absolute=True)

@@ -28,8 +28,11 @@ def page_config_json(settings: WebSettings) -> str:
 def api_origin(api_url: str) -> str | None:
     """The origin of an absolute API_URL (for CSP connect-src); None when relative or empty."""
     url = URL(api_url.strip())
-    if url.is_absolute() and url.scheme in ("http", "https") and url.host:
+    if url.scheme in ("http", "https") and url.host:
         return str(url.origin())
+    if not url.scheme and url.host:
+        # Scheme-relative ("//api.example"): a CSP host-source takes the page's scheme too.
+        return f"{url.host}:{url.explicit_port}" if url.explicit_port else url.host
     return None
 
 

@@ -47,6 +47,8 @@ def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
         (["--role", "web"], {"WEB_PORT": "70000"}, "WEB_PORT='70000'"),
         (["--role", "crawler"], {"CRAWLER_DELAY_SECONDS": "-1"}, "CRAWLER_DELAY_SECONDS='-1'"),
         (["--role", "api"], {"CRAWLER_BASE_URL": "crawler:8080"}, "CRAWLER_BASE_URL='crawler:8080'"),
+        (["--role", "api"], {"CRAWLER_BASE_URL": "http://[::1"}, "CRAWLER_BASE_URL='http://[::1'"),
+        (["--role", "web"], {"API_URL": "http://host:99999"}, "API_URL='http://host:99999'"),
         (["--role", "chef"], {}, "unknown role 'chef' (--role)"),
         ([], {"ROLE": "database"}, "unknown role 'database' (ROLE)"),
     ],

@@ -85,3 +85,39 @@ def test_keywords_default_and_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CrawlerSettings().crawler_keywords[:2] == ["love", "hate"]
     monkeypatch.setenv("CRAWLER_KEYWORDS", " Love, JOY,,love ")
     assert CrawlerSettings().crawler_keywords == ["love", "joy"]
+
+
+@pytest.mark.parametrize(
+    "model, variable, value, fragment",
+    [
+        # a CSP directive smuggled in through API_URL's origin
+        (WebSettings, "API_URL", "http://evil.example;script-src *", "without spaces, quotes"),
+        (WebSettings, "API_URL", "http://[::1", "not a valid URL"),
+        (WebSettings, "API_URL", "http://synchatapi.internal:99999", "Port out of range"),
+        (WebSettings, "API_URL", "ftp://files.example/api", "absolute http:// or https://"),
+        (ApiSettings, "CRAWLER_BASE_URL", "crawler:8080", "absolute http:// or https://"),
+        (ApiSettings, "CRAWLER_BASE_URL", "http://crawler:99999", "Port out of range"),
+        (ApiSettings, "API_CORS_ORIGINS", "http://chat.example/path", "scheme://host[:port]"),
+        (CrawlerSettings, "CRAWLER_SOURCE_URL", "gutendex.com", "absolute http:// or https://"),
+    ],
+)
+def test_urls_are_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, model: type, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=fragment.replace("[", "\\[").replace("]", "\\]")):
+        model()
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        # as browsers send an Origin: no default port, lower-case host
+        ("http://Chat.Example:80, https://chat.example:443/", ["http://chat.example", "https://chat.example"]),
+        ("http://localhost:8080", ["http://localhost:8080"]),
+        ("*", ["*"]),
+    ],
+)
+def test_cors_origins_are_normalised(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]) -> None:
+    monkeypatch.setenv("API_CORS_ORIGINS", value)
+    assert ApiSettings().api_cors_origins == expected
