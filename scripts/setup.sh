@@ -5,7 +5,15 @@ cd "$(dirname "$0")/.."
 requirements=requirements.txt
 [[ "${1:-}" == "--dev" ]] && requirements=requirements-dev.txt
 python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "SynergyChat needs Python 3.11 or newer as $python (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
 if [[ ! -x .venv/bin/python ]]; then
-  "$python" -m venv .venv
+  if ! "$python" -m venv .venv; then
+    rm -rf .venv
+    echo "could not create .venv: on Debian or Ubuntu, install python3-venv first" >&2
+    exit 1
+  fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
