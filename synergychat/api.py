@@ -44,11 +44,12 @@ STREAM_PING_SECONDS = 15.0
 
 
 def blocked_words_pattern(words: list[str]) -> re.Pattern[str] | None:
-    # Whole words only: "heck" is masked, "check" is not.
+    # Whole words only: "heck" is masked, "check" is not. Lookarounds rather than \b,
+    # so a word that starts or ends with punctuation ("c++") is found too.
     if not words:
         return None
     alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
-    return re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
 def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:

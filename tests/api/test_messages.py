@@ -140,10 +140,13 @@ async def test_blocked_words_are_masked_not_fatal(api_client: Any, text: str, st
 
 
 async def test_blocked_words_configurable(aiohttp_client: Any, tmp_path: Any) -> None:
-    settings = ApiSettings(api_blocked_words="spoiler, Snape", api_db_filepath=str(tmp_path / "m.db"))
+    settings = ApiSettings(api_blocked_words="spoiler, Snape, c++", api_db_filepath=str(tmp_path / "m.db"))
     client = await aiohttp_client(create_api_app(settings, NoCrawlerClient()))
     page = await post_message(client, "ann", "spoiler: snape kills heck")
     assert page[-1]["Text"] == "*******: ***** kills heck"
+    # words that begin or end in punctuation are whole words too
+    page = await post_message(client, "ann", "I like C++ and c++17, not cc++")
+    assert page[-1]["Text"] == "I like *** and c++17, not cc++"
 
 
 async def test_unknown_path_is_json_404(api_client: Any) -> None:
