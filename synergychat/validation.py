@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import unicodedata
 from typing import Annotated, Any
@@ -13,6 +14,9 @@ from pydantic_core import PydanticCustomError
 from .http_errors import ClientError
 
 MAX_BODY_BYTES = 64 * 1024
+# 64 KiB takes well under a second on any real link; a body still arriving after this
+# is a stalled or hostile client holding a connection.
+BODY_TIMEOUT_SECONDS = 10.0
 MAX_USERNAME_CHARS = 64
 MAX_TEXT_CHARS = 4000
 DEFAULT_PAGE_SIZE = 100
@@ -55,17 +59,24 @@ class NewMessage(BaseModel):
         return value
 
 
-async def read_capped_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The body, refusing (413) anything over ``limit`` whether or not Content-Length says so."""
+async def read_capped_body(
+    request: web.Request, limit: int = MAX_BODY_BYTES, timeout: float = BODY_TIMEOUT_SECONDS
+) -> bytes:
+    """The body, refusing anything over ``limit`` (413) whether or not Content-Length says
+    so, and a body that trickles in slower than ``timeout`` allows (408)."""
     if request.content_length is not None and request.content_length > limit:
         raise ClientError(413, f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(limit + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(413, f"request body is larger than {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.read(limit + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise ClientError(413, f"request body is larger than {limit} bytes")
+    except TimeoutError:
+        raise ClientError(408, f"the request body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 

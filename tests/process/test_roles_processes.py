@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -170,3 +171,19 @@ def test_port_in_use_is_one_line_naming_the_variable(tmp_path: Path) -> None:
         result = run_once(["--role", "api"], {"API_PORT": str(api.port)})
     assert result.returncode == 1
     assert f"cannot listen on port {api.port} (API_PORT)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_body_that_never_finishes_is_refused_in_time(tmp_path: Path) -> None:
+    # A client that declares 100 bytes and sends 4 must not hold the request forever.
+    with running_role("api", tmp_path) as api:
+        with socket.create_connection(("127.0.0.1", api.port), timeout=20) as sock:
+            sock.sendall(
+                b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"Au"
+            )
+            started = time.monotonic()
+            answer = sock.recv(4096).decode()
+            elapsed = time.monotonic() - started
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert "did not arrive within 10 s" in answer
+    assert 9 < elapsed < 15
