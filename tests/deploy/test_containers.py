@@ -9,6 +9,8 @@ Gutendex on that network.
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ from yarl import URL
 
 from .chat import ChatBrowser, chat_end_to_end
 from .conftest import APP_UID, GUTENDEX_ENV, Podman, get_json, wait_ready
+from .manifests import Manifests
 
 pytestmark = pytest.mark.container
 
@@ -103,3 +106,35 @@ async def test_all_roles_in_one_container(podman: Podman) -> None:
         await chat_end_to_end(
             ChatBrowser(session), f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/"
         )
+
+
+# Accepts connections and never answers: a crawler stuck on a huge book, or a dead node.
+HUNG_SERVER = """
+import signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+server = socket.create_server(("", 8080), backlog=64)
+time.sleep(3600)
+"""
+
+
+def test_a_hung_crawler_keeps_the_api_ready_within_its_probe_timeout(
+    podman: Podman, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    # The crawler is information on the api's /readyz, never a reason to take the api out
+    # of its Service: the answer must come, 200, before the kubelet's probe gives up.
+    probe = Manifests(rendered["minikube"]).workload_of_role("api").container["readinessProbe"]
+    probe_timeout = probe.get("timeoutSeconds", 1)  # Kubernetes' default
+    network = podman.network()
+    hung = ["--network", network, "--network-alias", "crawler", "--read-only", "--entrypoint", "python3"]
+    podman.container("hung-crawler", *hung, command=["-c", HUNG_SERVER])
+    env = {"API_DB_FILEPATH": "/data/messages.db", "CRAWLER_BASE_URL": "http://crawler:8080"}
+    _, port = podman.app("api", "api", network, env=env, volumes={podman.volume("api-data"): "/data"})
+    url = f"http://127.0.0.1:{port}/readyz"
+    wait_ready(url, timeout=60, describe=podman.logs)
+    for _ in range(2):
+        started = time.monotonic()
+        status, body = get_json(url, timeout=probe_timeout)
+        elapsed = time.monotonic() - started
+        assert status == 200, body
+        assert body["checks"]["crawler"]["ok"] is False, body
+        assert elapsed < probe_timeout, f"/readyz took {elapsed:.2f} s, the probe waits {probe_timeout} s"

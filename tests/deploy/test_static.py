@@ -316,6 +316,35 @@ def test_containers_have_requests_limits_and_probes(
                 workload.container_port(http_get["port"])
 
 
+PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+# Kubernetes waits 1 s for a probe unless told otherwise; the api's /readyz may
+# wait that long on a slow crawler alone, and any answer can be slow under load.
+MIN_PROBE_TIMEOUT_SECONDS = 2
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_allow_slow_answers(rendered: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+    for workload in manifests(rendered, overlay).workloads:
+        for container in workload.containers:
+            probes = {kind: container[kind] for kind in PROBES if kind in container}
+            assert {"livenessProbe", "readinessProbe"} <= set(probes), f"{workload.name}: {sorted(probes)}"
+            for kind, probe in probes.items():
+                where = f"{workload.name}/{container['name']} {kind}"
+                # Every knob explicit: the defaults (1 s timeout) are what QA tripped over.
+                assert {"timeoutSeconds", "periodSeconds", "failureThreshold"} <= set(probe), where
+                assert probe["timeoutSeconds"] >= MIN_PROBE_TIMEOUT_SECONDS, where
+                # A probe ends before the next one is due.
+                assert probe["timeoutSeconds"] < probe["periodSeconds"], where
+                # One slow or lost answer never restarts a container or takes it out of its Service.
+                assert probe["failureThreshold"] >= 2, where
+            # Restarting is the heavier hand: liveness gives up no sooner than readiness.
+            liveness, readiness = probes["livenessProbe"], probes["readinessProbe"]
+            assert (
+                liveness["periodSeconds"] * liveness["failureThreshold"]
+                >= readiness["periodSeconds"] * readiness["failureThreshold"]
+            ), workload.name
+
+
 def mount_of(workload: Any, path: str) -> dict[str, Any] | None:
     mounts = workload.container["volumeMounts"]
     covering = [
