@@ -27,13 +27,16 @@ RUN groupadd --gid "${GID}" synergychat \
     && useradd --uid "${UID}" --gid "${GID}" --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin synergychat \
     && mkdir /data \
-    && chown "${UID}:${GID}" /data
+    && chown "${UID}:0" /data \
+    && chmod g=u /data
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 WORKDIR /app
 # The databases go under /data (API_DB_FILEPATH=/data/api/messages.db,
-# CRAWLER_DB_PATH=/data/crawler); a fresh named volume there inherits this
-# owner, so the non-root user can write it.
+# CRAWLER_DB_PATH=/data/crawler). /data belongs to our user and to group 0 with
+# the owner's rights (OpenShift's convention, drwxrwxr-x): the image's user
+# writes it, and so does an arbitrary uid run in group 0 (OpenShift, or
+# --user 12345:0). A fresh named volume there inherits owner, group and mode.
 USER ${UID}:${GID}
 EXPOSE 8080
 ENTRYPOINT ["python3", "-m", "synergychat"]

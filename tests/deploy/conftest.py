@@ -256,8 +256,12 @@ class Podman:
         volumes: Mapping[str, str] | None = None,
         publish: bool = True,
         alias: str | None = None,
+        user: str | None = None,
     ) -> tuple[str, int | None]:
-        """Run a role the hardened way: read-only root, non-root (the image's user), data on volumes."""
+        """Run a role the hardened way: read-only root, non-root, data on volumes.
+
+        The user is the image's unless ``user`` ("UID:GID") names another.
+        """
         port = free_port() if publish else None
         args = [
             "--read-only",
@@ -270,6 +274,8 @@ class Podman:
         ]
         if alias:
             args += ["--network-alias", alias]
+        if user:
+            args += ["--user", user]
         if role is not None:
             args += ["-e", f"ROLE={role}"]
         for key, value in (env or {}).items():

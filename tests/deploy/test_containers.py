@@ -34,6 +34,18 @@ def test_image_metadata(podman: Podman) -> None:
     assert "8080/tcp" in image["ExposedPorts"]
 
 
+def test_data_is_writable_by_group_0_and_nothing_is_world_writable(podman: Podman) -> None:
+    # OpenShift's convention: the image's user owns /data and group 0 has the owner's
+    # rights, so an arbitrary uid run in group 0 can write there too; others cannot.
+    stat = podman("run", "--rm", "--entrypoint", "stat", podman.image, "-c", "%u:%g %A", "/data")
+    assert stat.stdout.split() == [f"{APP_UID}:0", "drwxrwxr-x"]
+    # Sticky shared folders (/tmp) aside, no directory anyone may write into
+    # (searched as root, which can look into every folder).
+    find = ["/", "-xdev", "-type", "d", "-perm", "-o+w", "!", "-perm", "-1000"]
+    world_writable = podman("run", "--rm", "--user", "0", "--entrypoint", "find", podman.image, *find)
+    assert world_writable.stdout.split() == []
+
+
 def test_a_bad_role_stops_with_one_clear_line(podman: Podman) -> None:
     result = podman("run", "--rm", "--read-only", "-e", "ROLE=chef", podman.image, check=False)
     assert result.returncode == 2
@@ -106,6 +118,30 @@ async def test_all_roles_in_one_container(podman: Podman) -> None:
         await chat_end_to_end(
             ChatBrowser(session), f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/api/"
         )
+
+
+async def test_the_api_runs_as_an_arbitrary_uid_in_group_0(podman: Podman) -> None:
+    # OpenShift's restricted policy: a uid from the namespace's range, group 0, a fresh
+    # volume at /data, and a database folder the app creates itself.
+    network = podman.network()
+    data = podman.volume("uid-data")
+    env = {"API_DB_FILEPATH": "/data/api/m.db"}
+    api, port = podman.app("uid-api", "api", network, env=env, volumes={data: "/data"}, user="12345:0")
+    wait_ready(f"http://127.0.0.1:{port}/readyz", describe=podman.logs)
+    assert podman("exec", api, "id", "-u").stdout.strip() == "12345"
+    async with aiohttp.ClientSession() as session:
+        browser = ChatBrowser(session)
+        posted = await browser.post(URL(f"http://127.0.0.1:{port}/"), "openshift", "written as uid 12345")
+    assert "written as uid 12345" in [m["Text"] for m in posted]
+
+    # Kept: a new container on the volume, as the same uid (OpenShift keeps a
+    # namespace's uid across pods), reads it back.
+    podman("rm", "-f", "-t", "5", api)
+    _, port = podman.app("uid-api-2", "api", network, env=env, volumes={data: "/data"}, user="12345:0")
+    wait_ready(f"http://127.0.0.1:{port}/readyz", describe=podman.logs)
+    status, messages = get_json(f"http://127.0.0.1:{port}/messages")
+    assert status == 200
+    assert "written as uid 12345" in [m["Text"] for m in messages]
 
 
 # Accepts connections and never answers: a crawler stuck on a huge book, or a dead node.
