@@ -99,6 +99,43 @@ def not_the_api(answer: Answer, url: URL, base: URL, page_url: URL, api_url: str
     )
 
 
+def api_url_leads_to(
+    what: str, answers: str, base: URL, page_url: URL, api_url: str, api_elsewhere: URL | None
+) -> Advice:
+    """The base API_URL resolves to is another role: ``what`` is "the crawler" or "the web page",
+    ``answers`` what answered ``GET {base}``; ``api_elsewhere`` where the api answers, when found."""
+    seen = f"{answers} answers GET {base}"
+    if origin_of(base) == origin_of(page_url) and base.path != "/":
+        # A path on the page's own server: whatever routes it there (a proxy) is what is wrong.
+        path = base.path
+        target = "the web" if what == "the web page" else what
+        where = f"; the api answers at {api_elsewhere}" if api_elsewhere is not None else ""
+        return Advice(
+            f"API_URL {api_url} leads to {what}, not the api ({seen}): the route for {path} on "
+            f"{origin_of(base)} sends it to {target}{where}; point that route at the api "
+            f"(nginx: location {path} {{ proxy_pass http://<api>/; }}).",
+            "API_URL",
+        )
+    if api_elsewhere is not None:
+        same_origin = origin_of(api_elsewhere) == origin_of(page_url)
+        value = (api_elsewhere.path if same_origin else str(api_elsewhere)).rstrip("/")
+        return Advice(
+            f"API_URL points at {what}, not the api ({seen}): the api answers at {api_elsewhere} "
+            f"(where --role all serves it), so set API_URL to {value}.",
+            "API_URL",
+        )
+    crawler_note = (
+        "; the crawler's address belongs in the api's CRAWLER_BASE_URL, not in API_URL"
+        if what == "the crawler"
+        else ""
+    )
+    return Advice(
+        f"API_URL points at {what}, not the api ({seen}): set it to the api's URL as the browser sees it "
+        f"(the api's own address, or a path such as /api/ that a proxy routes to the api){crawler_note}.",
+        "API_URL",
+    )
+
+
 def api_unreachable(err: Unreachable, url: URL, base: URL, page_url: URL) -> Advice:
     """The first call to the api got no HTTP answer at all."""
     where = f"{base.host}:{base.port}"

@@ -4,6 +4,11 @@ page → the API_URL it hands the browser → the page's CSP → the api's healt
 readyz (database, and the crawler at CRAWLER_BASE_URL), messages, messages/stream
 → CORS for the page's origin → a load balancer's ``GET /`` on the api.
 
+Every role describes itself on ``GET /`` (the crawler as ``{"service":
+"synergychat-crawler"}``, the web with the chat page), and the web and crawler
+answer ``/healthz`` like the api does: so when healthz passes, the doctor also
+asks the base who it is, and an API_URL that leads to another role fails there.
+
 Each hop adds one Check. A failed hop carries one sentence: what is probably
 wrong and which setting to change. When the api does not answer like the api,
 the hops after it are skipped: their failures would only repeat the first.
@@ -44,6 +49,9 @@ LEGACY_POLL_SECONDS = 5
 # catalogue and keeps trying, or its crawl ended on an error and will not resume by itself.
 CATALOGUE_TROUBLE_STATES = frozenset({"retrying"})
 STOPPED_CRAWL_STATES = frozenset({"failed", "stopped"})
+# What every role answers on GET /: {"service": "synergychat-api", ...}, "synergychat-crawler", ...
+SERVICE_PREFIX = "synergychat-"
+API_SERVICE = "synergychat-api"
 
 
 class Status(StrEnum):
@@ -98,12 +106,23 @@ class Page:
     policies: list[str]
 
 
+@dataclass
+class Impostor:
+    """Another SynergyChat role found where the api should answer."""
+
+    what: str  # "the crawler", "the web page": what API_URL leads to
+    answers: str  # "synergychat-crawler", "the SynergyChat page": what answered GET {base}
+    api_elsewhere: URL | None = None  # where the api does answer, when the doctor found it
+
+
 class Doctor:
     def __init__(self, http: Http, page_url: URL, *, lb_check: bool = True) -> None:
         self.http = http
         self.page_url = page_url
         self.lb_check = lb_check
         self.report = Report(page_url=str(page_url))
+        # GET {base} without redirects, made once: it identifies the base and is the load balancer's probe.
+        self._root: Answer | Unreachable | None = None
 
     # ---- bookkeeping ---------------------------------------------------------------
 
@@ -138,8 +157,8 @@ class Doctor:
             return self.report
         self.report.api_base = str(base)
         self.check_csp(page, base)
-        if not await self.check_healthz(page, base):
-            self.skip_rest("the api did not answer its healthz")
+        if (reason := await self.check_healthz(page, base)) is not None:
+            self.skip_rest(reason)
             return self.report
         readiness = await self.check_readyz(base)
         self.check_crawler(base, readiness)
@@ -313,7 +332,8 @@ class Doctor:
 
     # ---- the api ---------------------------------------------------------------------
 
-    async def check_healthz(self, page: Page, base: URL) -> bool:
+    async def check_healthz(self, page: Page, base: URL) -> str | None:
+        """None when the api answers; otherwise why the hops behind it are not checked."""
         url = base.join(URL("healthz"))
         try:
             answer = await self.http.request("GET", url)
@@ -321,14 +341,62 @@ class Doctor:
             self.add(
                 "healthz", Status.FAIL, url, err.reason, *advice.api_unreachable(err, url, base, page.url)
             )
-            return False
+            return "the api did not answer its healthz"
         body = _json_or_none(answer)
-        if answer.status == 200 and isinstance(body, dict) and body.get("status") == "ok":
+        if not (answer.status == 200 and isinstance(body, dict) and body.get("status") == "ok"):
+            problem, variable = advice.not_the_api(answer, url, base, page.url, page.api_url)
+            self.add("healthz", Status.FAIL, url, answer.summary(), problem, variable)
+            return "the api did not answer its healthz"
+        # The web and the crawler answer healthz the same way: ask the base who it is.
+        impostor = await self._identify(base)
+        if impostor is None:
             self.add("healthz", Status.OK, url, answer.summary())
-            return True
-        problem, variable = advice.not_the_api(answer, url, base, page.url, page.api_url)
-        self.add("healthz", Status.FAIL, url, answer.summary(), problem, variable)
-        return False
+            return None
+        saw = f"{answer.summary()}; but GET {base} answers {impostor.answers}"
+        self.add(
+            "healthz",
+            Status.FAIL,
+            url,
+            saw,
+            *advice.api_url_leads_to(
+                impostor.what, impostor.answers, base, page.url, page.api_url, impostor.api_elsewhere
+            ),
+        )
+        return f"API_URL leads to {impostor.what}, not the api"
+
+    async def _get_root(self, base: URL) -> Answer | Unreachable:
+        if self._root is None:
+            try:
+                # A load balancer's health check follows no redirect: neither does this request.
+                self._root = await self.http.request("GET", base, follow_redirects=False)
+            except Unreachable as err:
+                self._root = err
+        return self._root
+
+    async def _identify(self, base: URL) -> Impostor | None:
+        """Another role at ``base``, by what it answers on ``GET /``; None when it may be the api."""
+        root = await self._get_root(base)
+        if isinstance(root, Unreachable) or root.status != 200:
+            return None  # the original Go api answers 404 here: lb-root says what that means
+        body = _json_or_none(root)
+        service = body.get("service") if isinstance(body, dict) else None
+        if isinstance(service, str) and service.startswith(SERVICE_PREFIX) and service != API_SERVICE:
+            return Impostor(f"the {service.removeprefix(SERVICE_PREFIX)}", service)
+        if root.is_html and parse_page(root.text()).config_text is not None:
+            return Impostor("the web page", "the SynergyChat page", await self._api_under(base))
+        return None
+
+    async def _api_under(self, base: URL) -> URL | None:
+        """Under --role all the page is at / and the api at /api/: is the api there?"""
+        url = base.join(URL("api/"))
+        try:
+            answer = await self.http.request("GET", url, follow_redirects=False)
+        except Unreachable:
+            return None
+        body = _json_or_none(answer)
+        if answer.status == 200 and isinstance(body, dict) and body.get("service") == API_SERVICE:
+            return url
+        return None
 
     async def check_readyz(self, base: URL) -> dict[str, Any] | None:
         url = base.join(URL("readyz"))
@@ -555,10 +623,10 @@ class Doctor:
         if not self.lb_check:
             self.add("lb-root", Status.SKIP, base, "not checked: --no-lb-check")
             return
-        try:
-            # A load balancer's health check follows no redirect: only a 200 counts.
-            answer = await self.http.request("GET", base, follow_redirects=False)
-        except Unreachable as err:
+        # A load balancer's health check follows no redirect: only a 200 counts.
+        answer = await self._get_root(base)
+        if isinstance(answer, Unreachable):
+            err = answer
             self.add("lb-root", Status.FAIL, base, err.reason, *advice.api_answers_healthz_only(base, err))
             return
         if answer.status == 200:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.conftest import DoctorRunner, Nginx, Serve, nginx_proxy_pass
+from tests.doctor.conftest import DoctorRun, DoctorRunner, Nginx, Serve, nginx_proxy_pass
 from tests.doctor.stand_ins import crawler_app, gutendex_app, original_api_app, proxy_app
 from tests.support.processes import free_port, running_role
 
@@ -305,3 +305,129 @@ async def test_nginx_with_a_self_signed_certificate(
         f"HTTP 200, text/html (redirected from {front.url}), a SynergyChat page"
     )
     assert insecure.report["api_base"] == https_page + "api/"
+
+
+# ---- API_URL leading to another role ---------------------------------------------------------
+# Every role answers /healthz alike, so healthz alone cannot tell them apart; GET / names them.
+
+# The crawler's catalogue is a closed port: it keeps retrying, but answers / and /healthz at once.
+def crawler_env() -> dict[str, str]:
+    return {"CRAWLER_SOURCE_URL": f"http://127.0.0.1:{free_port()}", "CRAWLER_DELAY_SECONDS": "0"}
+
+
+ALL_SKIPPED_AFTER_HEALTHZ = ["readyz", "crawler", "messages", "stream", "cors", "lb-root"]
+
+
+def assert_stops_at_healthz(run_: DoctorRun, reason: str) -> None:
+    assert run_.code == 1, run_.out
+    assert run_.report["ok"] is False
+    assert run_.statuses() == {
+        "page": "ok",
+        "api-url": "ok",
+        "csp": "ok",
+        "healthz": "fail",
+        **{name: "skip" for name in ALL_SKIPPED_AFTER_HEALTHZ},
+    }
+    assert run_.report["counts"] == {"ok": 3, "warn": 0, "fail": 1, "skip": 6}
+    assert run_.check("healthz")["variable"] == "API_URL"
+    for name in ALL_SKIPPED_AFTER_HEALTHZ:
+        assert run_.check(name)["saw"] == f"not checked: {reason}"
+
+
+async def test_api_url_pointing_at_the_crawler(tmp_path: Path, doctor: DoctorRunner) -> None:
+    with ExitStack() as stack:
+        crawler = stack.enter_context(running_role("crawler", tmp_path, crawler_env()))
+        web = stack.enter_context(running_role("web", tmp_path, {"API_URL": crawler.url}))
+        run = await doctor(web.url + "/", "--json")
+        text = await doctor(web.url + "/")
+        no_lb = await doctor(web.url + "/", "--json", "--no-lb-check")
+    base = crawler.url + "/"
+    problem = (
+        f"API_URL points at the crawler, not the api (synergychat-crawler answers GET {base}): set it to the "
+        "api's URL as the browser sees it (the api's own address, or a path such as /api/ that a proxy routes "
+        "to the api); the crawler's address belongs in the api's CRAWLER_BASE_URL, not in API_URL."
+    )
+    assert run.report["api_base"] == base
+    assert_stops_at_healthz(run, "API_URL leads to the crawler, not the api")
+    healthz = run.check("healthz")
+    assert healthz["url"] == base + "healthz"
+    assert healthz["saw"] == (
+        f'HTTP 200, application/json {{"status": "ok"}}; but GET {base} answers synergychat-crawler'
+    )
+    assert healthz["problem"] == problem
+
+    assert text.code == 1
+    assert text.out.splitlines()[4:] == [
+        f"✘ healthz   {base}healthz  {healthz['saw']}",
+        f"            {problem}",
+        (
+            "- readyz, crawler, messages, stream, cors, lb-root  not checked: API_URL leads to the crawler, "
+            "not the api"
+        ),
+        "1 failure(s), 0 warning(s) (3 ok, 6 skipped).",
+    ]
+    # The crawler is recognised whether or not the load balancer's GET / is checked.
+    assert_stops_at_healthz(no_lb, "API_URL leads to the crawler, not the api")
+    assert no_lb.check("healthz")["problem"] == problem
+
+
+async def test_a_proxy_route_sending_api_to_the_crawler(
+    tmp_path: Path, proxy: Proxy, doctor: DoctorRunner
+) -> None:
+    with ExitStack() as stack:
+        crawler = stack.enter_context(running_role("crawler", tmp_path, crawler_env()))
+        web = stack.enter_context(running_role("web", tmp_path, {"API_URL": "/api/"}))
+        entry = await proxy([("/api/", crawler.url), ("/", web.url)])
+        run = await doctor(entry, "--json")
+    origin = entry.rstrip("/")
+    assert_stops_at_healthz(run, "API_URL leads to the crawler, not the api")
+    assert run.check("healthz")["problem"] == (
+        f"API_URL /api/ leads to the crawler, not the api (synergychat-crawler answers GET {origin}/api/): the "
+        f"route for /api/ on {origin} sends it to the crawler; point that route at the api (nginx: location "
+        "/api/ { proxy_pass http://<api>/; })."
+    )
+
+
+async def test_api_url_pointing_at_the_web_page_itself(tmp_path: Path, doctor: DoctorRunner) -> None:
+    # The web answers /healthz like the api, and its readyz has no database: only GET / tells.
+    port = free_port()
+    with running_role("web", tmp_path, {"API_URL": f"http://127.0.0.1:{port}"}, port=port) as web:
+        run = await doctor(web.url + "/", "--json")
+    base = web.url + "/"
+    assert_stops_at_healthz(run, "API_URL leads to the web page, not the api")
+    assert run.check("healthz")["saw"] == (
+        f'HTTP 200, application/json {{"status": "ok"}}; but GET {base} answers the SynergyChat page'
+    )
+    assert run.check("healthz")["problem"] == (
+        f"API_URL points at the web page, not the api (the SynergyChat page answers GET {base}): set it to the "
+        "api's URL as the browser sees it (the api's own address, or a path such as /api/ that a proxy routes "
+        "to the api)."
+    )
+
+
+async def test_api_url_pointing_at_an_all_in_one_page(tmp_path: Path, doctor: DoctorRunner) -> None:
+    # Under --role all the page is at / and the api at /api/: the doctor finds it there.
+    with ExitStack() as stack:
+        all_ = stack.enter_context(running_role("all", tmp_path, crawler_env()))
+        web = stack.enter_context(running_role("web", tmp_path, {"API_URL": all_.url}))
+        run = await doctor(web.url + "/", "--json")
+    base = all_.url + "/"
+    assert_stops_at_healthz(run, "API_URL leads to the web page, not the api")
+    assert run.check("healthz")["problem"] == (
+        f"API_URL points at the web page, not the api (the SynergyChat page answers GET {base}): the api "
+        f"answers at {base}api/ (where --role all serves it), so set API_URL to {all_.url}/api."
+    )
+
+
+async def test_a_proxy_route_sending_api_to_the_web(tmp_path: Path, proxy: Proxy, doctor: DoctorRunner) -> None:
+    # A copy-pasted route: /api/ stripped and passed to the web, whose /healthz answers like the api's.
+    with running_role("web", tmp_path, {"API_URL": "/api/"}) as web:
+        entry = await proxy([("/api/", web.url), ("/", web.url)])
+        run = await doctor(entry, "--json")
+    origin = entry.rstrip("/")
+    assert_stops_at_healthz(run, "API_URL leads to the web page, not the api")
+    assert run.check("healthz")["problem"] == (
+        f"API_URL /api/ leads to the web page, not the api (the SynergyChat page answers GET {origin}/api/): the "
+        f"route for /api/ on {origin} sends it to the web; point that route at the api (nginx: location /api/ "
+        "{ proxy_pass http://<api>/; })."
+    )
