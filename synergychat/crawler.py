@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from .gutendex import (
     DEFAULT_RETRY,
@@ -265,6 +266,10 @@ class Crawler:
 
         await self._recount_stale(store, gutendex, position.pass_number)
 
+        # The pages read in this pass: a ``next`` back to one of them is a loop, which
+        # would otherwise be walked forever. About 2,400 URLs for the whole catalogue;
+        # forgotten when a pass starts (and by a restart, which costs one more lap at most).
+        read_this_pass: set[str] = set()
         while True:
             position = await store.position()
             page_url = position.next_page_url
@@ -276,6 +281,7 @@ class Crawler:
                 self._state = "crawling"
                 log.info("walking the catalogue again for new books (pass %d)", position.pass_number + 1)
                 await store.start_pass(source, first_page, position.pass_number + 1)
+                read_this_pass.clear()
                 continue
             self._state = "crawling"
             try:
@@ -300,11 +306,21 @@ class Crawler:
                 self._state = "retrying"
                 await self._sleep(self._page_retry)
                 continue
+            read_this_pass.add(_page_key(page_url))
             for book in page.books:
                 await self._take(store, gutendex, book, position.pass_number)
-            await store.page_done(page.next_url)
-            if page.next_url is None:
+            next_url = page.next_url
+            if next_url is not None and _page_key(next_url) in read_this_pass:
+                message = (
+                    f"the catalogue at CRAWLER_SOURCE_URL ({source}) loops: page {page_url} has next"
+                    f" {next_url}, already read in this pass; the pass ends here"
+                )
+                log.error("%s", message)
+                await store.record_error(message)
+                next_url = None
+            elif next_url is None:
                 log.info("reached the end of the catalogue (pass %d)", position.pass_number)
+            await store.page_done(next_url)
 
     async def _recount_stale(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
         """Books counted with other keywords: count them again for the current ones, first."""
@@ -376,6 +392,14 @@ class Crawler:
         elapsed = (datetime.now(finished.tzinfo) - finished).total_seconds()
         # A restart during the wait waits only what is left of it.
         return min(max(self._rescan_after - elapsed, 0.0), self._rescan_after)
+
+
+def _page_key(url: str) -> str:
+    """A page URL as yarl writes it, so that two spellings of one page compare equal."""
+    try:
+        return str(URL(url))
+    except ValueError:
+        return url
 
 
 # The HTTP face.

@@ -71,6 +71,8 @@ class FakeGutendex:
         # Whole bodies served per file: a book counted twice would show here.
         self.served: Counter[str] = Counter()
         self.base_url = ""
+        # Page number -> the path its ``next`` points to instead (a catalogue that loops).
+        self.next_pages: dict[int, str] = {}
         self._closing = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -135,10 +137,13 @@ class FakeGutendex:
         if number < 1 or number > pages:
             return web.json_response({"detail": "Invalid page."}, status=404)
         shown = self.books[(number - 1) * self.page_size : number * self.page_size]
+        next_url = f"{self.base_url}/books/?page={number + 1}" if number < pages else None
+        if number in self.next_pages:
+            next_url = self.base_url + self.next_pages[number]
         body = json.dumps(
             {
                 "count": len(self.books),
-                "next": f"{self.base_url}/books/?page={number + 1}" if number < pages else None,
+                "next": next_url,
                 "previous": (
                     f"{self.base_url}/books/?page={number - 1}"
                     if number > 2

@@ -358,3 +358,56 @@ async def test_requests_are_spaced_by_the_delay(
     assert requests == 10
     assert len(waits) == requests - 1
     assert all(29 < wait <= 30 for wait in waits)
+
+
+@pytest.mark.parametrize(
+    "loop_to",
+    [
+        3,  # the last page's next is itself
+        1,  # the last page's next is the first page: a cycle through the whole catalogue
+    ],
+)
+async def test_a_catalogue_that_loops_ends_the_pass(
+    gutendex: FakeGutendex, start_crawler: StartCrawler, caplog: pytest.LogCaptureFixture, loop_to: int
+) -> None:
+    # Followed blindly (delay 0) this re-read the same pages thousands of times a second, forever.
+    gutendex.next_pages[3] = gutendex.page_path(loop_to)
+    running = await start_crawler(source_url=gutendex.base_url, rescan_after_seconds=0.3)
+    status = await running.wait_for(lambda s: s["pass"] == 1 and s["state"] == "waiting", timeout=5)
+
+    assert rows(await running.crawler.stats([], "")) == SAMPLE_COUNTS
+    assert status["pages_done"] == 3 and status["next_page_url"] is None
+    assert [gutendex.requests[gutendex.page_path(n)] for n in (1, 2, 3)] == [1, 1, 1]
+    message = status["last_error"]["message"]
+    assert "CRAWLER_SOURCE_URL" in message and "loops" in message
+    assert gutendex.page_path(loop_to) in message
+    assert any(
+        "CRAWLER_SOURCE_URL" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    )
+    await running.crawler.check()
+
+    # The next pass walks the catalogue again (what it saw last pass is forgotten) and stops the same way.
+    status = await running.wait_for(lambda s: s["pass"] == 2 and s["state"] == "waiting", timeout=5)
+    assert [gutendex.requests[gutendex.page_path(n)] for n in (1, 2, 3)] == [2, 2, 2]
+    assert status["pages_done"] == 6
+    assert gutendex.served == {name: 1 for name in SAMPLE_TEXT_FILES}
+
+
+async def test_a_restart_inside_a_looping_catalogue_still_ends_the_pass(
+    gutendex: FakeGutendex, start_crawler: StartCrawler
+) -> None:
+    # Stopped on page 3, whose next is page 2: the new process has not seen page 2 in this pass.
+    gutendex.next_pages[3] = gutendex.page_path(2)
+    gate = gutendex.hold("/books/?page=3")
+    first = await start_crawler(source_url=gutendex.base_url)
+    await first.wait_for(lambda s: gutendex.requests["/books/?page=3"] == 1)
+    await first.stop()
+    gate.set()
+
+    second = await start_crawler(source_url=gutendex.base_url)
+    status = await second.wait_for(lambda s: s["state"] == "waiting", timeout=5)
+    # Page 3 read whole this time, page 2 once more (not remembered across the restart), then the loop.
+    assert gutendex.requests["/books/?page=3"] == 2 and gutendex.requests["/books/?page=2"] == 2
+    assert "loops" in status["last_error"]["message"]
+    assert rows(await second.crawler.stats([], "")) == SAMPLE_COUNTS
+
