@@ -296,13 +296,19 @@ class Crawler:
                 await store.page_done(None)
                 continue
             except CatalogueUnavailable as exc:
-                log.warning(
-                    "catalogue page %s unavailable: %s; trying again in %.0f s",
-                    page_url,
-                    exc,
-                    self._page_retry,
-                )
-                await store.record_error(f"catalogue page {page_url}: {exc}")
+                if exc.not_a_catalogue:
+                    # It answers, with something else (a web site, another API): most likely misconfigured.
+                    message = f"catalogue page {page_url} is {exc}: check CRAWLER_SOURCE_URL ({source})"
+                    log.error("%s; trying again in %.0f s", message, self._page_retry)
+                else:
+                    message = f"catalogue page {page_url}: {exc}"
+                    log.warning(
+                        "catalogue page %s unavailable: %s; trying again in %.0f s",
+                        page_url,
+                        exc,
+                        self._page_retry,
+                    )
+                await store.record_error(message)
                 self._state = "retrying"
                 await self._sleep(self._page_retry)
                 continue

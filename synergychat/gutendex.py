@@ -1,11 +1,12 @@
 """The Gutendex catalogue of Project Gutenberg: pages of books, and each book's plain text.
 
 Everything the network can do wrong is sorted into two kinds. Passing faults
-(5xx, 429, 408, timeouts, refused or dropped connections, truncated bodies,
-malformed JSON) are retried with exponential backoff and jitter, honouring
-``Retry-After``; what retrying cannot fix (404, a book with no usable text, a
-text over the size cap, a broken zip) is given up at once. Either way the caller
-gets one exception naming the reason, never a raw aiohttp error.
+(5xx, 429, 408, timeouts, refused or dropped connections, truncated bodies, a
+200 that is not a catalogue page, such as HTML or malformed JSON) are retried
+with exponential backoff and jitter, honouring ``Retry-After``; what retrying
+cannot fix (404, a book with no usable text, a text over the size cap, a broken
+zip) is given up at once. Either way the caller gets one exception naming the
+reason, never a raw aiohttp error.
 """
 
 from __future__ import annotations
@@ -81,6 +82,14 @@ class PassingFault(Exception):
         self.retry_after = retry_after
 
 
+class NotACatalogue(PassingFault):
+    """A 200 answer that is not a catalogue page (an HTML site, some other JSON).
+
+    Retried like any passing fault (a proxy's error page goes away), but after the
+    retries the caller is told what it got: usually the source URL is wrong.
+    """
+
+
 class LastingFault(Exception):
     """Not worth retrying now: the answer will be the same."""
 
@@ -90,7 +99,15 @@ class PageNotFound(Exception):
 
 
 class CatalogueUnavailable(Exception):
-    """A page could not be read, even after retries."""
+    """A page could not be read, even after retries.
+
+    ``not_a_catalogue``: the last attempt answered, but with something that is no
+    catalogue page (the message says what), rather than failing to answer.
+    """
+
+    def __init__(self, message: str, not_a_catalogue: bool = False) -> None:
+        super().__init__(message)
+        self.not_a_catalogue = not_a_catalogue
 
 
 class BookUnavailable(Exception):
@@ -179,7 +196,7 @@ def pick_plain_text(formats: Mapping[str, Any], base_url: str) -> TextSource | N
 def parse_page(body: Any, url: str) -> CataloguePage:
     """A page of the catalogue from its JSON; raises PassingFault if it isn't one."""
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise PassingFault("malformed catalogue page: no results list")
+        raise NotACatalogue("not a Gutendex catalogue (got JSON without a results list)")
     next_value = body.get("next")
     next_url = None
     if next_value is not None:
@@ -279,7 +296,7 @@ class Gutendex:
         try:
             return await self._retrying(f"catalogue page {url}", lambda: self._fetch_page(url))
         except LastingFault as exc:
-            raise CatalogueUnavailable(str(exc)) from exc
+            raise CatalogueUnavailable(str(exc), isinstance(exc.__cause__, NotACatalogue)) from exc
 
     async def count_book(
         self, source: TextSource, keywords: Sequence[str], max_bytes: int = MAX_BOOK_BYTES
@@ -295,10 +312,11 @@ class Gutendex:
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         attempt = 1
         while True:
+            cause: Exception | None = None
             try:
                 return await operation()
             except PassingFault as exc:
-                fault, retry_after = str(exc), exc.retry_after
+                fault, retry_after, cause = str(exc), exc.retry_after, exc
             except TimeoutError:
                 # aiohttp's read and connect timeouts are TimeoutErrors as well as ClientErrors.
                 fault, retry_after = "timed out", None
@@ -309,7 +327,7 @@ class Gutendex:
             except aiohttp.ClientError as exc:
                 fault, retry_after = f"{type(exc).__name__}: {exc}", None
             if attempt >= self._retry.attempts:
-                raise LastingFault(f"{fault} (gave up after {attempt} attempts)")
+                raise LastingFault(f"{fault} (gave up after {attempt} attempts)") from cause
             delay = self._retry.delay(attempt, self._rng, retry_after)
             log.warning(
                 "%s: %s; attempt %d of %d, retrying in %.1f s",
@@ -329,11 +347,14 @@ class Gutendex:
             if response.status == 404:
                 raise PageNotFound(url)
             _check_status(response)
+            content_type = response.content_type
             body = await _read_capped(response, MAX_PAGE_BYTES, "catalogue page")
         try:
             data = json.loads(body)
         except ValueError as exc:  # malformed JSON, or not UTF-8 at all
-            raise PassingFault(f"malformed JSON: {exc}") from exc
+            # An HTML page is a web site, not a catalogue; broken JSON may be a glitch, so say which.
+            detail = f", malformed JSON: {exc}" if "json" in content_type else ""
+            raise NotACatalogue(f"not a Gutendex catalogue (got {content_type}{detail})") from exc
         return parse_page(data, url)
 
     async def _fetch_and_count(

@@ -26,6 +26,8 @@ TRUNCATE = "truncate"  # Content-Length promises more than is sent before closin
 DROP = "drop"  # the connection closes before any answer
 MALFORMED = "malformed"  # 200 with broken JSON (or a broken body)
 NOT_FOUND = "404"
+HTML = "html"  # 200 with an HTML page: a web site, not a catalogue
+NOT_A_PAGE = "not-a-page"  # 200 with JSON that has no results list
 
 Body = bytes | Callable[[], Iterator[bytes]]
 
@@ -105,6 +107,10 @@ class FakeGutendex:
         if not self.faults[path]:
             return None
         fault = self.faults[path].pop(0)
+        if fault == HTML:
+            return web.Response(text="<!doctype html><title>Welcome</title>", content_type="text/html")
+        if fault == NOT_A_PAGE:
+            return web.json_response({"detail": "Not a catalogue."})
         if fault in (HTTP_500, HTTP_503, NOT_FOUND):
             return web.json_response({"detail": "fault"}, status=int(fault))
         if fault == HTTP_429:

@@ -411,3 +411,29 @@ async def test_a_restart_inside_a_looping_catalogue_still_ends_the_pass(
     assert "loops" in status["last_error"]["message"]
     assert rows(await second.crawler.stats([], "")) == SAMPLE_COUNTS
 
+
+@pytest.mark.parametrize(
+    ("fault", "got"),
+    [(faults.HTML, "got text/html"), (faults.NOT_A_PAGE, "got JSON without a results list")],
+)
+async def test_a_source_that_is_not_a_catalogue_says_so(
+    gutendex: FakeGutendex,
+    start_crawler: StartCrawler,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    got: str,
+) -> None:
+    # Two rounds of four attempts (FAST_RETRY) answer 200 with something else; then the catalogue.
+    gutendex.fail("/books/", *[fault] * 8)
+    running = await start_crawler(source_url=gutendex.base_url)
+    status = await running.wait_for(lambda s: s["last_error"] is not None)
+
+    message = status["last_error"]["message"]
+    assert f"{gutendex.base_url}/books/ is not a Gutendex catalogue ({got})" in message
+    assert f"check CRAWLER_SOURCE_URL ({gutendex.base_url})" in message
+    assert any(message in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    # A misconfiguration that can be fixed while we wait: still ready, still retrying.
+    await running.crawler.check()
+    await running.wait_until_waiting()
+    assert gutendex.requests["/books/"] == 9
+    assert rows(await running.crawler.stats([], "")) == SAMPLE_COUNTS

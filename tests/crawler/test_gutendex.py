@@ -221,3 +221,39 @@ async def test_an_unknown_charset_falls_back_to_what_the_server_says(
     client = Gutendex(session, RetryPolicy(attempts=1), sleep=Sleeps())
     counts = await client.count_book(TextSource(f"{gutendex.base_url}/files/1.txt", "x-klingon"), ["café"])
     assert counts == {"café": 1}
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (faults.HTML, r"^not a Gutendex catalogue \(got text/html\) \(gave up after 2 attempts\)$"),
+        (faults.NOT_A_PAGE, r"^not a Gutendex catalogue \(got JSON without a results list\)"),
+        # Broken JSON that claims to be JSON: named as such, in case it is only a glitch.
+        (faults.MALFORMED, r"^not a Gutendex catalogue \(got application/json, malformed JSON: "),
+    ],
+)
+async def test_a_page_that_is_not_a_catalogue_says_what_it_got(
+    serve_fake: ServeFake, session: aiohttp.ClientSession, fault: str, message: str
+) -> None:
+    gutendex = await serve_fake()
+    client = Gutendex(session, RetryPolicy(attempts=2), sleep=Sleeps())
+    gutendex.fail("/books/", fault, fault)
+    with pytest.raises(CatalogueUnavailable, match=message) as caught:
+        await client.page(gutendex.base_url + "/books/")
+    assert caught.value.not_a_catalogue
+    # Still a passing fault: retried, and the next good answer is taken.
+    assert gutendex.requests["/books/"] == 2
+    gutendex.fail("/books/", fault)
+    assert [book.id for book in (await client.page(gutendex.base_url + "/books/")).books] == [84, 1342, 11]
+
+
+async def test_a_page_that_does_not_answer_is_not_called_not_a_catalogue(
+    serve_fake: ServeFake, session: aiohttp.ClientSession
+) -> None:
+    gutendex = await serve_fake()
+    client = Gutendex(session, RetryPolicy(attempts=2), sleep=Sleeps())
+    gutendex.fail("/books/", faults.HTML, faults.HTTP_503)
+    with pytest.raises(CatalogueUnavailable, match="HTTP 503") as caught:
+        await client.page(gutendex.base_url + "/books/")
+    # What counts is the last attempt: a server error is not a wrong address.
+    assert not caught.value.not_a_catalogue
