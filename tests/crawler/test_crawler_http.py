@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import MultiDict
+from yarl import URL
 
-from synergychat.crawler import CrawlerNotReady
+from synergychat import crawler as crawler_module
+from synergychat.crawler import CrawlerNotReady, parse_stats_query
 from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, WebSettings
+from synergychat.storage import CountedBook, CountStore
 from synergychat.transport import CrawlerUnavailable, HttpCrawlerClient, InProcessCrawlerClient
 
 from .conftest import SAMPLE_COUNTS, FakeGutendex, RunningCrawler, crawler_settings, make_crawler, rows
@@ -67,10 +72,62 @@ async def test_stats_filters(
         response = await crawled.client.get(f"/stats?{params}")
         assert response.status == 200
         body = await response.json()
+        query = URL(f"/stats?{params}").query
     else:
         body = await crawled.get_json("/stats", **params)
+        query = MultiDict(params)
     assert rows(body) == expected
     assert len(body) == len(expected)  # no duplicate rows
+    # SQLite builds the HTTP body; it is exactly the rows the in-process client gets, in order.
+    assert body == await crawled.crawler.stats(*parse_stats_query(query))
+
+
+@pytest.mark.parametrize("piece_bytes", [1024 * 1024, 100, 1])
+async def test_http_stats_are_built_by_sqlite_not_python(
+    crawled: RunningCrawler, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    # ~600k rows turned into dicts and json.dumps on the event loop stalled it for seconds.
+    expected = await crawled.crawler.stats(["love", "hate"], "")
+    # A body bigger than a piece is sent a piece at a time (the sample's is ~900 bytes).
+    monkeypatch.setattr(crawler_module, "SEND_PIECE_BYTES", piece_bytes)
+
+    async def python_rows(*args: Any) -> None:
+        raise AssertionError("GET /stats built its rows in Python")
+
+    monkeypatch.setattr(CountStore, "stats", python_rows)
+    response = await crawled.client.get("/stats")
+    assert response.status == 200 and response.headers["Content-Type"] == "application/json; charset=utf-8"
+    body = await response.read()
+    assert response.headers["Content-Length"] == str(len(body)) and "Transfer-Encoding" not in response.headers
+    assert json.loads(body) == expected
+    assert await crawled.get_json("/stats", keywords="nope") == []
+    response = await crawled.client.head("/stats")
+    assert response.status == 200 and await response.read() == b""
+    assert response.headers["Content-Length"] == str(len(body))
+    # The next request on the same connection is not confused by what HEAD did not send.
+    assert json.loads(await (await crawled.client.get("/stats")).read()) == expected
+
+
+async def test_stats_json_is_stats_for_awkward_titles_and_ties(tmp_path: Path) -> None:
+    # JSON escaping (quotes, backslashes, control characters, beyond the BMP) and every tie-break.
+    titles = [
+        'Say "hi"\\', "Tab\there\nand a newline", "Émile 😀 愛", "\x00\x1f\u2028", "same", "same", "A",
+    ]
+    store = await CountStore.open(tmp_path / "counts.sqlite3")
+    try:
+        for book_id, title in enumerate(titles, start=1):
+            counts = {"love": 2, "hate": 2, "joy": 1} if book_id % 2 else {"love": 1, "hate": 2}
+            book = CountedBook(book_id, title, f"https://g.org/{book_id}.txt", None)
+            await store.save_counts(book, ["love", "hate", "joy"], counts, 1)
+        queries = [(["love", "hate", "joy"], ""), (["hate"], ""), (["love", "joy"], "é"), ([], "")]
+        for keywords, title in queries:
+            expected = await store.stats(keywords, title)
+            assert json.loads(await store.stats_json(keywords, title)) == expected
+        assert len(await store.stats(["love", "hate", "joy"], "")) == 18
+        assert await store.stats_json(["love"], "no such title") == b"[]"
+        assert await store.stats_json([], "") == b"[]"
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
