@@ -40,6 +40,7 @@ from .gutendex import (
     Timeouts,
     first_page_url,
 )
+from .commands import MAX_KEYWORD_CHARS, MAX_QUERY_KEYWORDS, MAX_TITLE_CHARS
 from .http_errors import ClientError, json_errors
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
@@ -57,10 +58,7 @@ RESCAN_AFTER_SECONDS = 3600.0
 PAGE_RETRY_SECONDS = 300.0
 # Readiness must answer quickly even if the database is locked.
 CHECK_TIMEOUT_SECONDS = 2.0
-# /stats input beyond these is a mistake or an attack, not a question.
-MAX_TITLE_CHARS = 1000
-MAX_QUERY_KEYWORDS = 100
-MAX_KEYWORD_CHARS = 200
+# /stats input limits (MAX_*) are the chat command's, from commands.py: one rule in both places.
 # A big /stats body (up to ~50 MB) is written a piece at a time; see send_json_bytes.
 SEND_PIECE_BYTES = 1024 * 1024
 
