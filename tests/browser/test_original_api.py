@@ -7,14 +7,14 @@ history. The page must still chat, by polling as the original page did.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.support.processes import RunningRole
+from tests.support.threaded_http import serving
 
 from .chat import expect_sent, message_text, message_texts, send
 from .conftest import WatchedPage, post_message
@@ -68,16 +68,8 @@ class OriginalApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def original_api() -> Iterator[str]:
-    handler = type("Handler", (OriginalApi,), {"messages": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(type("Handler", (OriginalApi,), {"messages": []})) as url:
+        yield url
 
 
 def test_chats_through_the_original_api_by_polling(

@@ -7,19 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.processes import REPO, free_port, role_env, running_role
+from tests.support.threaded_http import serving
 
 pytestmark = pytest.mark.process
 
@@ -91,20 +89,8 @@ class SlowCrawler(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def slow_crawler() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowCrawler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> None:
-    with slow_crawler() as crawler_url, running_role(
+    with serving(SlowCrawler) as crawler_url, running_role(
         "api", tmp_path, env={"CRAWLER_BASE_URL": crawler_url, "API_DB_FILEPATH": str(tmp_path / "m.db")}
     ) as api:
         with ThreadPoolExecutor(1) as pool:
