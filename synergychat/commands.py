@@ -64,7 +64,7 @@ def parse_stats_command(text: str) -> StatsQuery | CommandError:
     if leading:
         return CommandError(f"I don't understand {leading.split()[0]!r}. {STATS_HELP}")
     values: dict[str, str] = {}
-    for part, following in zip(parts, [*parts[1:], None]):
+    for part, following in zip(parts, [*parts[1:], None], strict=True):
         key = part.group(1).lower()
         if key not in _KEYS:
             return CommandError(f"I don't understand {part.group(0)!r}: I know keywords= and title=. {STATS_HELP}")
