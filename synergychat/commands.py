@@ -64,7 +64,8 @@ def parse_stats_command(text: str) -> StatsQuery | CommandError:
     if leading:
         return CommandError(f"I don't understand {leading.split()[0]!r}. {STATS_HELP}")
     values: dict[str, str] = {}
-    for part, following in zip(parts, [*parts[1:], None], strict=True):
+    # The value of a part runs to the next part (or the end); no parts, no loop.
+    for part, following in zip(parts, [*parts[1:], None]):
         key = part.group(1).lower()
         if key not in _KEYS:
             return CommandError(f"I don't understand {part.group(0)!r}: I know keywords= and title=. {STATS_HELP}")
