@@ -8,14 +8,16 @@ crawler in one process talk by a direct call; a standalone api talks HTTP to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from typing_extensions import TypedDict
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from yarl import URL
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .crawler import Crawler
@@ -118,28 +120,28 @@ class InProcessCrawlerClient:
         self._crawler = crawler
 
     async def health(self) -> None:
-        try:
-            await self._crawler.check()
-        except Exception as exc:
-            raise CrawlerUnavailable(f"the crawler is not healthy: {exc}") from exc
+        await _as_unavailable(self._crawler.check(), "is not healthy")
 
     async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
-        try:
-            return await self._crawler.stats(keywords, title)
-        except Exception as exc:  # the same honesty as over HTTP: a broken crawler is "unavailable"
-            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+        return await _as_unavailable(self._crawler.stats(keywords, title), "failed")
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
-        try:
-            return await self._crawler.totals(keywords, title)
-        except Exception as exc:
-            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+        return await _as_unavailable(self._crawler.totals(keywords, title), "failed")
 
     async def status(self) -> CrawlerStatus:
+        status = await _as_unavailable(self._crawler.status(), "failed")
         try:
-            return CrawlerStatus.model_validate(await self._crawler.status())
-        except Exception as exc:
-            raise CrawlerUnavailable(f"the crawler failed: {exc}") from exc
+            return CrawlerStatus.model_validate(status)
+        except ValidationError as exc:
+            raise CrawlerUnavailable("the crawler's status was not understood") from exc
+
+
+async def _as_unavailable(call: Awaitable[T], what: str) -> T:
+    """The same honesty in-process as over HTTP: a broken crawler is "unavailable"."""
+    try:
+        return await call
+    except Exception as exc:
+        raise CrawlerUnavailable(f"the crawler {what}: {exc}") from exc
 
 
 class HttpCrawlerClient:
