@@ -33,26 +33,32 @@ def describe_totals(totals: KeywordTotals, books_read: int | None) -> str:
 
 
 async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError, timeout: float) -> str:
-    """Never raises: every failure becomes an honest, short reply.
+    """Every failure of the crawler or the query becomes an honest, short reply.
 
-    ``timeout`` bounds each call to the crawler, in-process as well as over HTTP,
+    ``timeout`` bounds the calls to the crawler, in-process as well as over HTTP,
     so the user's POST never hangs on a stuck crawler.
     """
     if isinstance(query, CommandError):
         return f"Beep boop! {query.reason}"
-    try:
-        totals = await asyncio.wait_for(crawler.totals(query.keywords, query.title), timeout)
-    except CrawlerNotConfigured:
+    # Side by side: a slow crawler costs the user one timeout, not one per call.
+    totals, status = await asyncio.gather(
+        asyncio.wait_for(crawler.totals(query.keywords, query.title), timeout),
+        asyncio.wait_for(crawler.status(), timeout),
+        return_exceptions=True,
+    )
+    if isinstance(totals, CrawlerNotConfigured):
         return NOT_CONFIGURED_REPLY
-    except CrawlerRefused as exc:
-        return f"Beep boop! The crawler can't answer that: {exc}. {STATS_HELP}"
-    except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
-        log.warning("/stats failed: %s", exc or "the crawler did not answer in time")
+    if isinstance(totals, CrawlerRefused):
+        return f"Beep boop! The crawler can't answer that: {totals}. {STATS_HELP}"
+    if isinstance(totals, (CrawlerUnavailable, asyncio.TimeoutError)):
+        log.warning("/stats failed: %s", totals or "the crawler did not answer in time")
         return UNAVAILABLE_REPLY
-    try:
-        status = await asyncio.wait_for(crawler.status(), timeout)
-    except (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError):
+    if isinstance(totals, BaseException):
+        raise totals
+    if isinstance(status, (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError)):
         status = None  # the original crawler has no /status; the counts alone still answer
+    elif isinstance(status, BaseException):
+        raise status
     reply = describe_totals(totals, status.books_counted if status else None)
     if status is not None:
         tracked = set(getattr(status, "keywords", None) or ())

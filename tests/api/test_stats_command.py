@@ -157,3 +157,28 @@ async def test_a_question_the_crawler_refuses_is_explained(aiohttp_client: Any, 
     client = await api_with_http_crawler(aiohttp_client, str(server.make_url("/")))
     page = await post_message(client, "ann", "/stats title=x")
     assert page[-1]["Text"].startswith("Beep boop! The crawler can't answer that: give title at most once.")
+
+
+async def test_a_slow_crawler_costs_one_timeout_not_two(aiohttp_client: Any, aiohttp_server: Any) -> None:
+    # totals and status are asked side by side: totals just in time plus a hung status
+    # must not add up to more than one timeout.
+    async def slow_totals(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.4)
+        return web.json_response({"totals": {"love": 3}, "books": 1})
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/stats/totals", slow_totals)
+    app.router.add_get("/status", hang)
+    server = await aiohttp_server(app)
+    settings = ApiSettings(crawler_timeout_seconds=0.6)
+    client = await aiohttp_client(create_api_app(settings, HttpCrawlerClient(str(server.make_url("/")), 5.0)))
+    started = asyncio.get_running_loop().time()
+    page = await post_message(client, "ann", "/stats")
+    assert asyncio.get_running_loop().time() - started < 0.9
+    assert page[-1]["Text"] == (
+        "Beep boop! I have found 3 matches so far in books matching your request. love: 3 (in 1 book)."
+    )
