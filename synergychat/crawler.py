@@ -45,7 +45,7 @@ from .http_errors import ClientError, json_errors
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountedBook, CountStore
-from .transport import KeywordCount, KeywordTotals
+from .stats import KeywordCount, KeywordTotals
 
 log = logging.getLogger(__name__)
 

@@ -11,36 +11,16 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from typing_extensions import TypedDict
-
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from yarl import URL
+
+from .stats import KeywordCount, KeywordTotals, totals_from_counts
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .crawler import Crawler
-
-
-class KeywordCount(TypedDict):
-    Keyword: str
-    BookTitle: str
-    Count: int
-
-
-class KeywordTotals(TypedDict):
-    """The sum of ``/stats`` per keyword, and the number of books with a match."""
-
-    totals: dict[str, int]
-    books: int
-
-
-def totals_from_counts(counts: Sequence[KeywordCount]) -> KeywordTotals:
-    per_keyword: dict[str, int] = {}
-    for row in counts:
-        per_keyword[row["Keyword"]] = per_keyword.get(row["Keyword"], 0) + row["Count"]
-    return {"totals": per_keyword, "books": len({row["BookTitle"] for row in counts if row["Count"]})}
 
 
 class CrawlerStatus(BaseModel):

@@ -12,14 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
-from synergychat.transport import (
-    CrawlerClient,
-    HttpCrawlerClient,
-    InProcessCrawlerClient,
-    KeywordCount,
-    KeywordTotals,
-    totals_from_counts,
-)
+from synergychat.stats import KeywordCount, KeywordTotals, totals_from_counts
+from synergychat.transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient
 
 CANNED_COUNTS: list[KeywordCount] = [
     {"Keyword": "hate", "BookTitle": "Frankenstein; Or, The Modern Prometheus", "Count": 3},

@@ -1,0 +1,84 @@
+"""Opening a SQLite database and bringing its schema up to date (shared by every store).
+
+Every store opens its own file (or memory) with :func:`open_database` and brings
+its schema up to date with :func:`migrate`, which applies the numbered steps the
+file has not seen yet (``PRAGMA user_version`` remembers how far it got).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+
+
+async def open_database(path: str | Path | None, migrations: Sequence[str]) -> aiosqlite.Connection:
+    """Open (creating parent folders) a SQLite file tuned for a small, durable service,
+    with its schema brought up to date by ``migrations``.
+
+    WAL lets readers run beside the writer; ``synchronous=FULL`` makes a commit
+    durable before we acknowledge it, so a 201 survives a kill or power loss.
+    """
+    target = str(path) if path else MEMORY
+    if target != MEMORY:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(target)
+    try:
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA busy_timeout = 5000")
+        if target != MEMORY:
+            await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await migrate(conn, migrations)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
+    """Apply the schema steps after ``user_version``, each in its own transaction."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        (version,) = await cursor.fetchone()
+    if version > len(steps):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this program knows ({len(steps)})"
+        )
+    for number, step in enumerate(steps[version:], start=version + 1):
+        # executescript would commit on its own; BEGIN ... COMMIT keeps a step atomic.
+        await conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
+        log.info("database migrated to schema version %d", number)
+    return len(steps)
+
+
+# Readiness must not wait long behind another writer: that *is* the failure it reports.
+PROBE_BUSY_TIMEOUT_SECONDS = 0.8
+
+
+async def check_writable(conn: aiosqlite.Connection) -> None:
+    """Raise unless the database file can take a write lock right now (readiness).
+
+    The probe uses its own short-lived connection: a write lock taken and rolled
+    back on the store's shared connection could roll back a concurrent insert.
+    """
+    async with conn.execute("PRAGMA database_list") as cursor:
+        rows = await cursor.fetchall()
+    path = next((row[2] for row in rows if row[1] == "main"), "")
+    if not path:  # in memory: nothing else can lock it
+        await conn.execute("SELECT 1")
+        return
+    async with aiosqlite.connect(path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as probe:
+        await probe.execute("BEGIN IMMEDIATE")
+        await probe.rollback()
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
