@@ -31,7 +31,8 @@ def run_role(argv: list[str]) -> None:
     name = (args.role or os.environ.get("ROLE") or Role.ALL.value).strip().lower()
     if name not in {r.value for r in Role}:
         source = "--role" if args.role else "ROLE"
-        fail(f"unknown role {name!r} ({source}): choose one of {', '.join(r.value for r in Role)}")
+        choices = [*(r.value for r in Role), "testcpu", "testram", "loadgen"]
+        fail(f"unknown role {name!r} ({source}): choose one of {', '.join(choices)}")
     role = Role(name)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         from .doctor import main as doctor_main
 
         raise SystemExit(doctor_main(argv[1:]))
+    # testcpu, testram, loadgen: programs, not chat servers; they start without loading the chat.
+    from .program_roles import PROGRAM_ROLES, requested_role, run_program_role
+
+    if (name := requested_role(argv)) in PROGRAM_ROLES:
+        raise SystemExit(run_program_role(name))
     run_role(argv)
 
 

@@ -129,3 +129,32 @@ class CrawlerSettings(_Settings):
     @classmethod
     def _source_url(cls, value: str) -> str:
         return checked_url(value.strip().rstrip("/"), absolute=True)
+
+
+class RamHoldSettings(_Settings):
+    # Required, as in the course's testram image: how much memory to hold, in MiB
+    # (2**20 bytes, what Kubernetes writes as "Mi").
+    megabytes: int = Field(gt=0)
+
+
+class LoadgenSettings(_Settings):
+    # The api's base URL, or the chat page's URL (the api is then found as the page finds it).
+    loadgen_target_url: str
+    loadgen_users: int = Field(default=10, ge=1, le=2000)
+    # 0 runs until stopped.
+    loadgen_duration_seconds: float = Field(default=0.0, ge=0)
+    # Where the load generator serves /metrics, /healthz and /readyz.
+    loadgen_port: Port = 8080
+    # People join this many per second (Locust's spawn rate), not all at once.
+    loadgen_spawn_rate: float = Field(default=2.0, gt=0)
+    # The mean pause between one person's messages: 10 people at 10 s are about one message a second.
+    loadgen_post_interval_seconds: float = Field(default=10.0, ge=0.5)
+    loadgen_report_seconds: float = Field(default=5.0, ge=1)
+    loadgen_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # The run fails (exit 1) when more than this share of what people did went wrong.
+    loadgen_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+
+    @field_validator("loadgen_target_url")
+    @classmethod
+    def _target_url(cls, value: str) -> str:
+        return checked_url(value.strip(), absolute=True)
