@@ -8,6 +8,7 @@ file has not seen yet (``PRAGMA user_version`` remembers how far it got).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,18 +46,51 @@ async def open_database(path: str | Path | None, migrations: Sequence[str]) -> a
 
 
 async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
-    """Apply the schema steps after ``user_version``, each in its own transaction."""
+    """Apply the schema steps after ``user_version``, all in one write transaction.
+
+    Several processes may open one fresh file at the same moment (two crawlers
+    sharing CRAWLER_DB_PATH): ``BEGIN IMMEDIATE`` takes the write lock first
+    (waiting up to busy_timeout), and ``user_version`` is read again inside it,
+    so whoever comes second sees the first one's steps and applies none twice.
+    """
     async with conn.execute("PRAGMA user_version") as cursor:
         (version,) = await cursor.fetchone()
-    if version > len(steps):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this program knows ({len(steps)})"
-        )
-    for number, step in enumerate(steps[version:], start=version + 1):
-        # executescript would commit on its own; BEGIN ... COMMIT keeps a step atomic.
-        await conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
-        log.info("database migrated to schema version %d", number)
+    if version == len(steps):
+        return version  # up to date: no write lock taken on every start
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        async with conn.execute("PRAGMA user_version") as cursor:
+            (version,) = await cursor.fetchone()
+        if version > len(steps):
+            raise RuntimeError(
+                f"database schema version {version} is newer than this program knows ({len(steps)})"
+            )
+        for number, step in enumerate(steps[version:], start=version + 1):
+            # Statement by statement: executescript would commit, ending the lock early.
+            for statement in split_statements(step):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {number}")
+        await conn.commit()
+    except BaseException:
+        await conn.rollback()
+        raise
+    if version < len(steps):
+        log.info("database migrated from schema version %d to %d", version, len(steps))
     return len(steps)
+
+
+def split_statements(script: str) -> list[str]:
+    """The complete SQL statements of ``script`` (semicolons inside strings or triggers kept)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip(" \t\n;"):
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()!r}")
+    return statements
 
 
 # Readiness must not wait long behind another writer: that *is* the failure it reports.
