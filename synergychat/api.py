@@ -10,17 +10,16 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp_sse import sse_response
 
 from . import keys
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
 from .http_errors import json_errors
-from .live import MessageHub
+from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .readiness import Checks, readiness_response
 from .settings import ApiSettings, StartupError
-from .storage import Message, MessageStore
+from .storage import MessageStore, StoreUnavailable
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
     DEFAULT_PAGE_SIZE,
@@ -38,9 +37,16 @@ log = logging.getLogger(__name__)
 # (Kubernetes' default is 1 s): the checks run side by side, the crawler's two in turn.
 DATABASE_CHECK_TIMEOUT_SECONDS = 1.0
 CRAWLER_CHECK_TIMEOUT_SECONDS = 0.4
-# A stream replays what a reconnecting client missed in chunks of this many.
+# A stream replays what a reconnecting client missed in chunks of this many, and
+# must have caught up within this long (a client that doesn't read is let go).
 CATCH_UP_CHUNK = 500
-STREAM_PING_SECONDS = 15.0
+CATCH_UP_SECONDS = 30.0
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    # nginx and other proxies: pass each event on as it comes.
+    "X-Accel-Buffering": "no",
+}
 
 
 def blocked_words_pattern(words: list[str]) -> re.Pattern[str] | None:
@@ -60,7 +66,7 @@ def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:
 
 def message_store_errors(exc: Exception) -> tuple[int, str] | None:
     # A full disk or a lost volume: the client should retry, the message was not stored.
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, (StoreUnavailable, sqlite3.Error)):
         return 503, f"the message database is unavailable, nothing was stored: {exc}"
     return None
 
@@ -91,21 +97,18 @@ class ApiHandlers:
         before = parse_int_param(request, "before", None, 1, MAX_ID)
         assert limit is not None
         page = await request.app[keys.MESSAGE_STORE].page_json(limit, before)
-        return web.Response(text=page, content_type="application/json")
+        return web.Response(body=page, content_type="application/json")
 
     async def post_message(self, request: web.Request) -> web.Response:
         new = parse_new_message(await read_capped_body(request))
         store = request.app[keys.MESSAGE_STORE]
-        hub = request.app[keys.MESSAGE_HUB]
-        message = await store.add(new.AuthorUsername, mask_blocked_words(new.Text, self._blocked))
-        hub.publish(message)
+        _, page = await store.add_and_page(new.AuthorUsername, mask_blocked_words(new.Text, self._blocked))
         if is_stats_command(new.Text):
             reply = await answer_stats(
                 request.app[keys.CRAWLER_CLIENT], parse_stats_command(new.Text), self._crawler_timeout
             )
-            hub.publish(await store.add(BOT_USERNAME, reply))
-        page = await store.page_json(DEFAULT_PAGE_SIZE)
-        return web.Response(text=page, status=201, content_type="application/json")
+            _, page = await store.add_and_page(BOT_USERNAME, reply)
+        return web.Response(body=page, status=201, content_type="application/json")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """Server-Sent Events: replay what the client missed, then every new message."""
@@ -116,51 +119,42 @@ class ApiHandlers:
             last_id = header_id
         store = request.app[keys.MESSAGE_STORE]
         hub = request.app[keys.MESSAGE_HUB]
-        # Subscribe before reading the database so nothing falls between the two.
-        subscriber = hub.subscribe()
+        transport = request.transport
+        if transport is None or hub.closed:
+            raise web.HTTPServiceUnavailable(reason="the server is shutting down")
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        newest = await store.last_id()
+        # Which history the ids belong to: a page that saw another one starts over.
+        hello = sse_event("hello", json.dumps({"history": store.history_id, "last_id": newest}))
+        if last_id is None:
+            last_id = newest
+        elif last_id > newest:
+            # The client saw ids this database never had: the api restarted without a
+            # database file, or one was restored. Its history is stale; tell it so, and
+            # carry on from what we have (the event's id resets EventSource's).
+            reset = {"reason": "the message history was replaced", "last_id": newest}
+            hello += sse_event("reset", json.dumps(reset), newest)
+            last_id = newest
+        stream = hub.join(transport, last_id)
         try:
-            newest = await store.last_id()
-            async with sse_response(request, ping_interval=STREAM_PING_SECONDS) as response:
-                # Which history the ids belong to: a page that saw another one starts over.
-                await response.send(json.dumps({"history": store.history_id, "last_id": newest}), event="hello")
-                if last_id is None:
-                    last_id = newest
-                elif last_id > newest:
-                    # The client saw ids this database never had: the api restarted without
-                    # a database file, or one was restored. Its history is stale; tell it so,
-                    # and carry on from what we have (the event's id resets EventSource's).
-                    reset = {"reason": "the message history was replaced", "last_id": newest}
-                    await response.send(json.dumps(reset), id=str(newest), event="reset")
-                    last_id = newest
-
-                async def send(message: Message) -> None:
-                    nonlocal last_id
-                    if message.id > last_id:
-                        await response.send(json.dumps(message.to_json()), id=str(message.id), event="message")
-                        last_id = message.id
-
-                async def catch_up() -> None:
-                    while chunk := await store.after(last_id, CATCH_UP_CHUNK):
-                        for message in chunk:
-                            await send(message)
-
-                try:
-                    await catch_up()
-                    while response.is_connected() and not subscriber.closed:
-                        try:
-                            await asyncio.wait_for(subscriber.wake.wait(), STREAM_PING_SECONDS)
-                        except asyncio.TimeoutError:
-                            continue  # the ping task notices dead clients meanwhile
-                        overflowed, subscriber.overflowed = subscriber.overflowed, False
-                        for message in subscriber.take():
-                            await send(message)
-                        if overflowed:
-                            await catch_up()
-                except (ConnectionResetError, asyncio.TimeoutError):
-                    pass  # the client went away, or stalled past the send timeout
-            return response
+            await response.write(hello)
+            async with asyncio.timeout(CATCH_UP_SECONDS):
+                while chunk := await store.after(stream.last_id, CATCH_UP_CHUNK):
+                    await response.write(message_events(chunk))
+                    stream.last_id = chunk[-1].id
+            hub.go_live(stream)
+            reason = await stream.ended
+        except (ConnectionError, TimeoutError) as exc:
+            reason = f"the client went away or stalled ({type(exc).__name__})"
         finally:
-            hub.unsubscribe(subscriber)
+            hub.leave(stream)
+        log.debug("stream ended: %s", reason)
+        response.force_close()
+        if reason != STREAM_SHUTDOWN and not transport.is_closing():
+            # Not reading, or gone: don't wait for a goodbye it won't read.
+            transport.abort()
+        return response
 
 
 async def api_readiness(app: web.Application) -> tuple[bool, Checks]:
@@ -225,9 +219,13 @@ async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = await MessageStore.open(path or None)
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         raise StartupError(f"API_DB_FILEPATH={path!r}: cannot open the message database: {exc}") from exc
+    hub = app[keys.MESSAGE_HUB]
+    store.add_listener(hub.publish)
+    await hub.start()
     app[keys.MESSAGE_STORE] = store
     log.info("message store ready at %s", path or "memory")
     yield
+    await hub.stop()
     await store.close()
 
 

@@ -1,69 +1,153 @@
 """Live delivery of new messages to open streams (Server-Sent Events).
 
-Publishing never waits on a subscriber: each one has a bounded backlog, and a
-subscriber that falls behind is told to catch up from the database instead of
-holding memory. Closing the hub (on shutdown) ends every stream.
+Every committed batch is encoded once, as one chunk of the HTTP response, and
+written by one fan-out task straight into each stream's transport: no task or
+encoding per message per client, and the POST that stored the message never
+waits for it. A stream whose client stops reading (its unsent bytes pass
+``MAX_UNSENT_BYTES``) is ended; its browser reconnects with ``Last-Event-ID``
+and catches up from the database, so a slow client costs neither memory nor
+other clients' latency. One timer pings every stream, so dead connections are
+noticed without a task per stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
+from collections.abc import Iterable
 
 from .storage import Message
 
-# Enough for bursts; past this the stream re-reads from the database.
-SUBSCRIBER_BACKLOG = 256
+log = logging.getLogger(__name__)
+
+# What one stream may have waiting in the kernel and the transport before it counts
+# as not reading: about a thousand messages.
+MAX_UNSENT_BYTES = 256 * 1024
+PING_SECONDS = 15.0
+# The fan-out lets other work (POSTs, probes) run after this many streams.
+STREAMS_PER_SLICE = 500
+_PING = b": ping\n\n"
+STREAM_SHUTDOWN = "the server is shutting down"
 
 
-class Subscriber:
-    def __init__(self) -> None:
-        self.pending: deque[Message] = deque()
-        self.overflowed = False
-        self.closed = False
-        self.wake = asyncio.Event()
+def sse_event(event: str, data: str, event_id: int | None = None) -> bytes:
+    """One Server-Sent Event. ``data`` is JSON, so it holds no newline."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
-    def offer(self, message: Message) -> None:
-        if len(self.pending) >= SUBSCRIBER_BACKLOG:
-            self.overflowed = True
-        else:
-            self.pending.append(message)
-        self.wake.set()
 
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
+def message_events(messages: Iterable[Message]) -> bytes:
+    return b"".join(sse_event("message", message.json, message.id) for message in messages)
 
-    def take(self) -> list[Message]:
-        taken = list(self.pending)
-        self.pending.clear()
-        self.wake.clear()
-        return taken
+
+def http_chunk(payload: bytes) -> bytes:
+    # Streams are HTTP/1.1 chunked responses; a whole chunk per write keeps the framing
+    # right when we write to the transport directly.
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+class Stream:
+    """One open stream. ``last_id`` is the newest message id it was sent."""
+
+    def __init__(self, transport: asyncio.Transport, last_id: int) -> None:
+        self.transport = transport
+        self.last_id = last_id
+        # While the stream replays history, live batches wait here (ids decide what is new).
+        self.held: list[Message] | None = []
+        self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+    def write(self, chunk: bytes) -> bool:
+        """Write a whole chunk now; False (and the stream ended) if the client is gone or not reading."""
+        transport = self.transport
+        if transport.is_closing():
+            self.end("the client went away")
+            return False
+        if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            self.end("the client stopped reading")
+            return False
+        transport.write(chunk)
+        return True
 
 
 class MessageHub:
     def __init__(self) -> None:
-        self._subscribers: set[Subscriber] = set()
+        self._streams: set[Stream] = set()
+        self._batches: asyncio.Queue[list[Message]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._subscribers)
+        return len(self._streams)
 
-    def subscribe(self) -> Subscriber:
-        subscriber = Subscriber()
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._fan_out(), name="synergychat-fan-out"),
+            asyncio.create_task(self._ping(), name="synergychat-stream-ping"),
+        ]
+
+    async def stop(self) -> None:
+        self.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def join(self, transport: asyncio.Transport, last_id: int) -> Stream:
+        """A new stream, holding live messages until ``go_live`` (after its catch-up)."""
+        stream = Stream(transport, last_id)
         if self.closed:
-            subscriber.close()
-        self._subscribers.add(subscriber)
-        return subscriber
+            stream.end(STREAM_SHUTDOWN)
+        self._streams.add(stream)
+        return stream
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+    def go_live(self, stream: Stream) -> None:
+        """Send what arrived during the catch-up (newer than it got), then stream directly."""
+        held, stream.held = stream.held or [], None
+        fresh = [message for message in held if message.id > stream.last_id]
+        if fresh and stream.write(http_chunk(message_events(fresh))):
+            stream.last_id = fresh[-1].id
 
-    def publish(self, message: Message) -> None:
-        for subscriber in self._subscribers:
-            subscriber.offer(message)
+    def leave(self, stream: Stream) -> None:
+        self._streams.discard(stream)
+
+    def publish(self, messages: list[Message]) -> None:
+        """Called with each committed batch, in commit order. Never blocks."""
+        if not self.closed:
+            self._batches.put_nowait(messages)
 
     def close(self) -> None:
         self.closed = True
-        for subscriber in self._subscribers:
-            subscriber.close()
+        for stream in self._streams:
+            stream.end(STREAM_SHUTDOWN)
+
+    async def _fan_out(self) -> None:
+        while True:
+            batch = await self._batches.get()
+            chunk = http_chunk(message_events(batch))
+            first, last = batch[0].id, batch[-1].id
+            for number, stream in enumerate(list(self._streams), start=1):
+                if stream.held is not None:
+                    stream.held.extend(batch)
+                elif stream.last_id < first:
+                    if stream.write(chunk):
+                        stream.last_id = last
+                elif stream.last_id < last:  # it has seen part of this batch already
+                    fresh = [message for message in batch if message.id > stream.last_id]
+                    if stream.write(http_chunk(message_events(fresh))):
+                        stream.last_id = last
+                if number % STREAMS_PER_SLICE == 0:
+                    await asyncio.sleep(0)
+
+    async def _ping(self) -> None:
+        chunk = http_chunk(_PING)
+        while True:
+            await asyncio.sleep(PING_SECONDS)
+            for number, stream in enumerate(list(self._streams), start=1):
+                if stream.held is None:
+                    stream.write(chunk)
+                if number % STREAMS_PER_SLICE == 0:
+                    await asyncio.sleep(0)

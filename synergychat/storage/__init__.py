@@ -2,7 +2,7 @@
 
 from .counts import CountedBook, CountStore, CrawlPosition
 from .database import MEMORY, check_writable, migrate, open_database, utc_now_iso
-from .messages import Message, MessageStore
+from .messages import Message, MessageStore, StoreUnavailable
 
 __all__ = [
     "MEMORY",
@@ -11,6 +11,7 @@ __all__ = [
     "CrawlPosition",
     "Message",
     "MessageStore",
+    "StoreUnavailable",
     "check_writable",
     "migrate",
     "open_database",

@@ -1,13 +1,43 @@
-"""The chat history: messages in SQLite, committed before they are acknowledged."""
+"""The chat history: messages in SQLite, each acknowledged only once it is committed.
+
+One writer task owns every write (group commit, as PostgreSQL does it): ``add``
+queues the message and waits; the writer takes everything queued, inserts it in
+one transaction, and releases each waiter after the commit that holds its row.
+A failed commit fails exactly the messages in it, so a 201 always means "on
+disk", however many requests write at once. Reads use their own connection
+(WAL lets them run beside the writer), and the newest messages are kept in
+memory as JSON, so the page nearly every request wants costs no query.
+
+This process must be the only writer of the file (the api runs as one replica
+on SQLite); the cache of newest messages relies on it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosqlite
 
-from .database import check_writable, open_database, utc_now_iso
+from .database import MEMORY, check_writable, open_database, utc_now_iso
+
+log = logging.getLogger(__name__)
+
+# The largest page a client may ask for; the newest this many stay in memory.
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+# At most this many messages share one commit. A page of the newest 100 then always
+# holds every message of the commit that answers it.
+MAX_BATCH = DEFAULT_PAGE_SIZE
+# After a failed write, readiness stays 503 this long even if a probe write passes: a
+# near-full disk can take a probe's few bytes and still refuse messages.
+WRITE_FAILURE_MEMORY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +46,8 @@ class Message:
     author_username: str
     text: str
     created_at: str
+    # The message as the wire carries it, encoded once for pages and streams alike.
+    json: str = field(default="", compare=False, repr=False)
 
     def to_json(self) -> dict[str, object]:
         # The original's PascalCase names are the wire contract; id and created_at are ours.
@@ -25,6 +57,15 @@ class Message:
             "Text": self.text,
             "created_at": self.created_at,
         }
+
+
+def new_message(message_id: int, author_username: str, text: str, created_at: str) -> Message:
+    encoded = json.dumps(
+        {"id": message_id, "AuthorUsername": author_username, "Text": text, "created_at": created_at},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return Message(message_id, author_username, text, created_at, encoded)
 
 
 MESSAGE_MIGRATIONS = (
@@ -42,72 +83,256 @@ MESSAGE_MIGRATIONS = (
     CREATE TABLE history (id TEXT NOT NULL);
     INSERT INTO history (id) VALUES (lower(hex(randomblob(16))));
     """,
+    # Readiness commits a real write here: a write lock alone succeeds on a full disk.
+    """
+    ALTER TABLE history ADD COLUMN checked_at TEXT;
+    """,
 )
 
 _MESSAGE_COLUMNS = "id, author_username, text, created_at"
 
 
-def _message(row: aiosqlite.Row) -> Message:
-    return Message(row["id"], row["author_username"], row["text"], row["created_at"])
+class StoreUnavailable(Exception):
+    """The database refused a write (full disk, lost volume, locked): nothing was stored."""
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    author_username: str
+    text: str
+    done: asyncio.Future[tuple[Message, bytes]]
+
+
+class _Probe:
+    """A readiness write, queued like a message so it waits behind the same writer."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+
+
+Listener = Callable[[list[Message]], None]
 
 
 class MessageStore:
     """The chat history. ``add`` returns only once the message is committed."""
 
-    def __init__(self, conn: aiosqlite.Connection, history_id: str) -> None:
-        self._conn = conn
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, history_id: str) -> None:
+        self._writer = writer
+        self._reader = reader
         self.history_id = history_id
+        self._queue: asyncio.Queue[_PendingWrite | _Probe] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._recent: deque[Message] = deque(maxlen=MAX_PAGE_SIZE)
+        self._latest_page = b"[]"
+        self._last_id = 0
+        self._last_write_failure: float | None = None
+        self._listeners: list[Listener] = []
+        # In memory there is one connection; a read must not land inside the writer's transaction.
+        self._shared = asyncio.Lock() if reader is writer else None
 
     @classmethod
     async def open(cls, path: str | Path | None) -> MessageStore:
-        conn = await open_database(path, MESSAGE_MIGRATIONS)
-        async with conn.execute("SELECT id FROM history") as cursor:
-            (history_id,) = await cursor.fetchone()
-        return cls(conn, history_id)
+        writer = await open_database(path, MESSAGE_MIGRATIONS)
+        reader = writer
+        try:
+            if str(path or MEMORY) != MEMORY:
+                reader = await aiosqlite.connect(str(path))
+                await reader.execute("PRAGMA busy_timeout = 5000")
+            async with writer.execute("SELECT id FROM history") as cursor:
+                row = await cursor.fetchone()
+            assert row is not None  # the second migration inserts it
+            store = cls(writer, reader, row[0])
+            await store._load_recent()
+        except BaseException:
+            if reader is not writer:
+                await reader.close()
+            await writer.close()
+            raise
+        store._task = asyncio.create_task(store._write_forever(), name="synergychat-message-writer")
+        return store
 
     async def close(self) -> None:
-        await self._conn.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if not item.done.done():
+                item.done.set_exception(StoreUnavailable("the message store closed"))
+        if self._reader is not self._writer:
+            await self._reader.close()
+        await self._writer.close()
 
-    async def check(self) -> None:
-        await check_writable(self._conn)
+    def add_listener(self, listener: Listener) -> None:
+        """``listener`` gets every committed batch, in order, after its writers are released."""
+        self._listeners.append(listener)
+
+    # Writing.
 
     async def add(self, author_username: str, text: str) -> Message:
+        message, _ = await self.add_and_page(author_username, text)
+        return message
+
+    async def add_and_page(self, author_username: str, text: str) -> tuple[Message, bytes]:
+        """Store the message; return it and the latest page as of its commit (it is on it)."""
+        if self._task is None or self._task.done():
+            raise StoreUnavailable("the message store is not running")
+        done: asyncio.Future[tuple[Message, bytes]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_PendingWrite(author_username, text, done))
+        return await done
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            writes = [item for item in batch if isinstance(item, _PendingWrite)]
+            probes = [item for item in batch if isinstance(item, _Probe)]
+            try:
+                if self._shared is not None:
+                    async with self._shared:
+                        stored = await self._commit(writes, bool(probes))
+                else:
+                    stored = await self._commit(writes, bool(probes))
+            except asyncio.CancelledError:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(StoreUnavailable("the message store closed"))
+                raise
+            except Exception as exc:
+                self._last_write_failure = time.monotonic()
+                log.error("could not store %d message(s): %s", len(writes), exc)
+                failure = StoreUnavailable(str(exc) or type(exc).__name__)
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(failure)
+                continue
+            page = self._remember(stored)
+            for item, message in zip(writes, stored):
+                if not item.done.done():
+                    item.done.set_result((message, page))
+            for probe in probes:
+                if not probe.done.done():
+                    probe.done.set_result(None)
+            if stored:
+                for listener in self._listeners:
+                    try:
+                        listener(stored)
+                    except Exception:
+                        log.exception("a message listener failed")
+
+    async def _commit(self, writes: list[_PendingWrite], probe: bool) -> list[Message]:
+        """One transaction: every write, and the readiness probe's row if asked."""
+        conn = self._writer
         created_at = utc_now_iso()
-        async with self._conn.execute(
-            "INSERT INTO messages (author_username, text, created_at) VALUES (?, ?, ?)",
-            (author_username, text, created_at),
-        ) as cursor:
-            message_id = cursor.lastrowid
-        await self._conn.commit()
-        return Message(message_id, author_username, text, created_at)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if writes:
+                await conn.executemany(
+                    "INSERT INTO messages (author_username, text, created_at) VALUES (?, ?, ?)",
+                    [(item.author_username, item.text, created_at) for item in writes],
+                )
+            if probe:
+                await conn.execute("UPDATE history SET checked_at = ?", (created_at,))
+            async with conn.execute("SELECT last_insert_rowid()") as cursor:
+                row = await cursor.fetchone()
+            await conn.commit()
+        except BaseException:
+            try:
+                await conn.rollback()
+            except Exception as exc:  # the connection may be past saving; the next BEGIN says so
+                log.warning("rollback failed: %s", exc)
+            raise
+        if not writes:
+            return []
+        # The writer holds the write lock for the whole transaction, so AUTOINCREMENT
+        # gave the batch consecutive ids ending at the last one inserted.
+        assert row is not None
+        first = row[0] - len(writes) + 1
+        return [
+            new_message(first + offset, item.author_username, item.text, created_at)
+            for offset, item in enumerate(writes)
+        ]
 
-    async def page_json(self, limit: int, before: int | None = None) -> str:
-        """The ``limit`` newest messages older than ``before``, oldest first, as a JSON array.
+    def _remember(self, stored: Iterable[Message]) -> bytes:
+        """Add committed messages to the newest ones in memory; return the latest page."""
+        changed = False
+        for message in stored:
+            self._recent.append(message)
+            self._last_id = message.id
+            changed = True
+        if changed:
+            self._latest_page = self._join(DEFAULT_PAGE_SIZE)
+        if self._last_write_failure is not None and changed:
+            self._last_write_failure = None
+        return self._latest_page
 
-        SQLite builds the JSON (the same shape as ``Message.to_json``): this is the
-        hot path of GET and POST /messages, and it is three times faster than
-        building Python objects row by row.
-        """
-        where, params = ("WHERE id < ?", (before, limit)) if before is not None else ("", (limit,))
+    def _join(self, limit: int) -> bytes:
+        newest = list(self._recent)[-limit:]
+        return ("[" + ",".join(message.json for message in newest) + "]").encode()
+
+    async def _load_recent(self) -> None:
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (MAX_PAGE_SIZE,)
+        )
+        self._remember(new_message(*row) for row in reversed(rows))
+
+    # Reading.
+
+    async def _read(self, query: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
+        if self._shared is not None:
+            async with self._shared, self._reader.execute(query, params) as cursor:
+                return list(await cursor.fetchall())
+        async with self._reader.execute(query, params) as cursor:
+            return list(await cursor.fetchall())
+
+    def latest_page(self) -> bytes:
+        """The newest ``DEFAULT_PAGE_SIZE`` messages as a JSON array, oldest first (no query)."""
+        return self._latest_page
+
+    async def page_json(self, limit: int, before: int | None = None) -> bytes:
+        """The ``limit`` newest messages older than ``before``, oldest first, as a JSON array."""
+        if before is None:
+            if limit == DEFAULT_PAGE_SIZE:
+                return self._latest_page
+            return self._join(limit)  # the newest MAX_PAGE_SIZE are all in memory
+        # An older page: SQLite builds the JSON, in the same shape as Message.json.
         query = f"""
             SELECT json_group_array(json_object(
                 'id', id, 'AuthorUsername', author_username, 'Text', text, 'created_at', created_at))
-            FROM (SELECT * FROM (SELECT * FROM messages {where} ORDER BY id DESC LIMIT ?) ORDER BY id)
+            FROM (SELECT * FROM (SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?) ORDER BY id)
         """
-        async with self._conn.execute(query, params) as cursor:
-            (page,) = await cursor.fetchone()
-        return page
+        [(page,)] = await self._read(query, (before, limit))
+        return page.encode() if isinstance(page, str) else bytes(page)
 
     async def after(self, after_id: int, limit: int) -> list[Message]:
         """Messages newer than ``after_id``, oldest first (a stream catching up)."""
-        async with self._conn.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [_message(row) for row in rows]
+        if self._recent and after_id >= self._recent[0].id - 1:
+            newer = [message for message in self._recent if message.id > after_id]
+            return newer[:limit]
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [new_message(*row) for row in rows]
 
     async def last_id(self) -> int:
-        async with self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM messages") as cursor:
-            (last,) = await cursor.fetchone()
-        return last
+        return self._last_id
+
+    # Readiness.
+
+    async def check(self) -> None:
+        """Raise unless a write commits now, and none failed in the last few seconds."""
+        if self._task is None or self._task.done():
+            raise StoreUnavailable("the message writer is not running")
+        if self._writer is not self._reader:
+            # A lock held by another process shows here, without queueing behind it.
+            await check_writable(self._reader)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Probe(done))
+        await done
+        failed_at = self._last_write_failure
+        if failed_at is not None and time.monotonic() - failed_at < WRITE_FAILURE_MEMORY_SECONDS:
+            raise StoreUnavailable("a message write failed moments ago")

@@ -165,7 +165,7 @@ async def test_database_failure_is_503_and_honest(aiohttp_client: Any, api_setti
     # Another process holding the write lock past the busy timeout: the insert can't happen.
     blocker = sqlite3.connect(api_settings.api_db_filepath, timeout=0)
     blocker.execute("PRAGMA busy_timeout = 0")
-    await client.app[keys.MESSAGE_STORE]._conn.execute("PRAGMA busy_timeout = 100")
+    await client.app[keys.MESSAGE_STORE]._writer.execute("PRAGMA busy_timeout = 100")
     try:
         blocker.execute("BEGIN EXCLUSIVE")
         body = await expect_json(
