@@ -13,14 +13,22 @@
   const GROUP_MS = 5 * 60 * 1000;
   // An api without message ids (the original Go one) has no stream: poll it as the original page did.
   const LEGACY_POLL_MS = 5000;
-  // While the stream is not open (api restarting, or a proxy buffering the stream so it never
-  // opens), fetch the latest page this often so the chat keeps moving.
+  // While the stream is not open (api restarting, a proxy buffering the stream so it never
+  // opens, or no stream at all), fetch the latest page this often so the chat keeps moving.
   const FALLBACK_POLL_MS = 5000;
+  // What a stream URL answers when the api has no stream (the original's router, or a proxy
+  // that forwards /messages only): stop reopening it and poll.
+  const NO_STREAM_STATUSES = [404, 405];
+  // Said to screen readers once typing pauses, not on every key (as GOV.UK's character count).
+  const COUNTER_SPEAK_DELAY_MS = 1000;
+  // Announcements already spoken are removed past this many; removals are never read out.
+  const ANNOUNCER_KEEP = 5;
   const RETRY_MIN_MS = 1000;
   const RETRY_MAX_MS = 30000;
   const AVATAR_COLORS = 8;
   // Wide enough for the help panel to sit beside the chat: open it there, fold it on phones.
-  const WIDE_SCREEN = '(min-width: 900px)';
+  // In em like the stylesheet's breakpoints, so a larger default text size counts as narrower.
+  const WIDE_SCREEN = '(min-width: 56.25em)';
 
   const byId = (id) => document.getElementById(id);
   const ui = {
@@ -32,12 +40,14 @@
     empty: byId('empty'),
     list: byId('messages'),
     jump: byId('jump'),
+    announcer: byId('announcer'),
     form: byId('composer'),
     formError: byId('form-error'),
     username: byId('username'),
     message: byId('message'),
     send: byId('send'),
     counter: byId('counter'),
+    counterStatus: byId('counter-status'),
     help: byId('help'),
   };
 
@@ -47,8 +57,11 @@
     ids: [], // ascending
     hasOlder: false,
     legacy: false,
-    legacySnapshot: '',
+    legacyShown: [], // the original api's messages on screen, in order
+    noStream: false, // the stream URL answered 404: poll instead
     source: null,
+    fallbackTimer: 0,
+    counterTimer: 0,
     retryMs: RETRY_MIN_MS,
     timer: 0,
     fallbackPolling: false,
@@ -164,7 +177,9 @@
     unconfigured: 'Not configured',
   };
 
+  // The status is a live region: only a change of state is written, so it is said once.
   function setStatus(name) {
+    if (ui.statusText.textContent === STATUS_TEXT[name] && ui.status.classList.contains(`status-${name}`)) return;
     ui.status.className = `status status-${name}`;
     ui.statusText.textContent = STATUS_TEXT[name];
   }
@@ -179,14 +194,34 @@
     ui.banner.textContent = '';
   }
 
-  function showFormError(text) {
+  // `field`: the input the error is about, marked invalid and described by the error (GOV.UK's pattern).
+  function showFormError(text, field = null) {
+    clearFormError();
     ui.formError.textContent = text;
     ui.formError.hidden = false;
+    if (field) {
+      field.setAttribute('aria-invalid', 'true');
+      const described = field.getAttribute('aria-describedby');
+      field.setAttribute('aria-describedby', described ? `form-error ${described}` : 'form-error');
+    }
   }
 
   function clearFormError() {
     ui.formError.hidden = true;
     ui.formError.textContent = '';
+    for (const field of [ui.username, ui.message]) {
+      field.removeAttribute('aria-invalid');
+      const described = (field.getAttribute('aria-describedby') || '').replace(/\bform-error\b\s*/, '').trim();
+      if (described) field.setAttribute('aria-describedby', described);
+      else field.removeAttribute('aria-describedby');
+    }
+  }
+
+  // Our api names the field first in its 4xx errors ("Text must be at most ...").
+  function fieldOfApiError(text) {
+    if (/^AuthorUsername\b/.test(text)) return ui.username;
+    if (/^Text\b/.test(text)) return ui.message;
+    return null;
   }
 
   function nextRetryDelay() {
@@ -292,6 +327,22 @@
     return item;
   }
 
+  // What a screen reader says for a new message: its author (the bot said to be one), then its text.
+  function spokenMessage(message) {
+    const author = message.AuthorUsername === BOT_NAME ? `${BOT_NAME} (bot)` : message.AuthorUsername;
+    return `${author}: ${message.Text}`;
+  }
+
+  // Each new message once, politely, through one live region; history and older pages never.
+  function announce(messages) {
+    for (const message of messages) {
+      const line = document.createElement('p');
+      line.textContent = spokenMessage(message);
+      ui.announcer.append(line);
+    }
+    while (ui.announcer.childElementCount > ANNOUNCER_KEEP) ui.announcer.firstElementChild.remove();
+  }
+
   // Mark a message that continues its predecessor's run (same author, shortly after).
   function regroup(index) {
     if (index <= 0 || index >= state.ids.length) return;
@@ -335,12 +386,11 @@
 
   // Add messages in id order, skipping those already shown (the POST answer and the
   // stream both deliver one's own message). `mode`: 'new', 'own' (just sent) or 'older'.
-  // `bulk`: a whole page at once, which screen readers should not read out message by message.
+  // `bulk`: a whole page at once (the history, an older page), which is not announced.
   function addMessages(list, mode = 'new', bulk = false) {
-    if (bulk) ui.list.setAttribute('aria-busy', 'true');
     const follow = mode === 'own' || isNearBottom();
     const heightBefore = ui.scroller.scrollHeight;
-    let added = 0;
+    const fresh = [];
     let addedAtEnd = false;
     for (const message of list) {
       if (!hasId(message) || !isMessage(message) || state.messages.has(message.id)) continue;
@@ -352,11 +402,11 @@
       state.messages.set(message.id, { message, node });
       regroup(index);
       regroup(index + 1);
-      added += 1;
+      fresh.push(message);
       if (index === state.ids.length - 1) addedAtEnd = true;
     }
     updateEmpty();
-    if (bulk) ui.list.removeAttribute('aria-busy');
+    if (!bulk && mode !== 'older') announce(fresh);
     if (mode === 'older') {
       // Keep the messages the user is looking at in place.
       ui.scroller.scrollTop += ui.scroller.scrollHeight - heightBefore;
@@ -365,7 +415,7 @@
     } else if (addedAtEnd) {
       ui.jump.hidden = false;
     }
-    return added;
+    return fresh.length;
   }
 
   function lastId() {
@@ -390,8 +440,9 @@
       addMessages(page, 'new', true);
       state.hasOlder = page.length >= PAGE_SIZE;
       updateOlderButton();
+      // An empty answer does not tell our api from the original: the stream URL does (404 there).
       openStream();
-      window.setInterval(pollWhileStreamDown, FALLBACK_POLL_MS);
+      state.fallbackTimer = window.setInterval(pollWhileStreamDown, FALLBACK_POLL_MS);
     } catch (error) {
       const delay = nextRetryDelay();
       setStatus('offline');
@@ -402,6 +453,8 @@
 
   function openStream() {
     if (state.source) state.source.close();
+    state.source = null;
+    if (state.legacy || state.noStream) return;
     const url = new URL(state.api.stream);
     url.searchParams.set('after', String(lastId()));
     const source = new EventSource(url);
@@ -447,18 +500,53 @@
     });
     source.addEventListener('error', () => {
       if (source !== state.source) return;
-      setStatus('reconnecting');
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (an error status, say): reopen from the newest message we have.
-        source.close();
-        state.source = null;
-        schedule(openStream, nextRetryDelay());
+      if (source.readyState !== EventSource.CLOSED) {
+        // EventSource retries by itself, sending Last-Event-ID; the server replays the gap.
+        setStatus('reconnecting');
+        return;
       }
-      // Otherwise EventSource retries by itself, sending Last-Event-ID; the server replays the gap.
+      // The browser gave up on an error status, which EventSource does not show: ask for it.
+      // 404 means there is no stream (the original api): poll. Anything else: reopen later
+      // from the newest message we have.
+      source.close();
+      state.source = null;
+      streamIsMissing().then((missing) => {
+        if (state.legacy || state.source) return;
+        if (missing) {
+          useNoStream();
+          return;
+        }
+        setStatus('reconnecting');
+        schedule(openStream, nextRetryDelay());
+      });
     });
   }
 
+  async function streamIsMissing() {
+    const controller = new AbortController();
+    try {
+      const response = await fetch(state.api.stream, { cache: 'no-store', signal: controller.signal });
+      return NO_STREAM_STATUSES.includes(response.status);
+    } catch {
+      return false; // unreachable, or a 404 without CORS headers: not known to be missing
+    } finally {
+      // Only the status was wanted: a stream that does answer is not read.
+      controller.abort();
+    }
+  }
+
+  // No stream at this api: the fallback poll carries the chat (and finds id-less messages,
+  // the original's, as soon as there are any).
+  function useNoStream() {
+    state.noStream = true;
+    window.clearTimeout(state.timer);
+    setStatus('polling');
+    hideBanner();
+    pollWhileStreamDown();
+  }
+
   async function resetHistory() {
+    if (state.legacy) return;
     state.messages.clear();
     state.ids = [];
     ui.list.replaceChildren();
@@ -476,12 +564,24 @@
 
   async function pollWhileStreamDown() {
     const source = state.source;
-    if (state.fallbackPolling || (source && source.readyState === EventSource.OPEN)) return;
+    if (state.legacy || state.fallbackPolling || (source && source.readyState === EventSource.OPEN)) return;
     state.fallbackPolling = true;
     try {
-      addMessages(await requestJson(messagesUrl({ limit: PAGE_SIZE })));
-    } catch {
-      // The status already says the connection is down; the stream's retries will bring it back.
+      const page = await requestJson(messagesUrl({ limit: PAGE_SIZE }));
+      if (state.legacy) return;
+      if (page.some((message) => !hasId(message))) startLegacy(page);
+      else addMessages(page);
+      if (state.noStream) {
+        hideBanner();
+        setStatus('polling');
+      }
+    } catch (error) {
+      // With a stream, its status already says the connection is down and its retries bring it
+      // back; without one, this poll is the connection.
+      if (state.noStream) {
+        setStatus('offline');
+        showBanner(`Could not refresh messages: ${error.message}`);
+      }
     } finally {
       state.fallbackPolling = false;
     }
@@ -490,21 +590,43 @@
   // The original api: messages have no id, and every answer is the whole history.
   function startLegacy(page) {
     state.legacy = true;
+    if (state.source) state.source.close();
+    state.source = null;
+    window.clearInterval(state.fallbackTimer);
+    // What id-mode showed (nothing, usually) gives way to the original's whole history.
+    state.messages.clear();
+    state.ids = [];
+    ui.list.replaceChildren();
     updateOlderButton();
-    renderLegacy(page);
+    renderLegacy(page, false);
+    hideBanner();
     setStatus('polling');
     schedule(pollLegacy, LEGACY_POLL_MS);
   }
 
-  function renderLegacy(page) {
+  function sameMessage(a, b) {
+    return a.AuthorUsername === b.AuthorUsername && a.Text === b.Text;
+  }
+
+  // The original answers the whole history each time: what extends the shown one is new
+  // (appended and announced); anything else is another history, shown afresh and silently.
+  function renderLegacy(page, speak = true, own = false) {
     const messages = page.filter(isMessage);
-    const snapshot = JSON.stringify(messages);
-    if (snapshot === state.legacySnapshot) return;
-    state.legacySnapshot = snapshot;
-    const follow = isNearBottom();
-    ui.list.replaceChildren(...messages.map(renderMessage));
+    const shown = state.legacyShown;
+    const continues = messages.length >= shown.length && shown.every((message, i) => sameMessage(message, messages[i]));
+    if (continues && messages.length === shown.length) return;
+    const follow = own || isNearBottom();
+    if (continues) {
+      const fresh = messages.slice(shown.length);
+      ui.list.append(...fresh.map(renderMessage));
+      if (speak) announce(fresh);
+    } else {
+      ui.list.replaceChildren(...messages.map(renderMessage));
+    }
+    state.legacyShown = messages;
     updateEmpty();
     if (follow) scrollToBottom();
+    else if (continues) ui.jump.hidden = false;
   }
 
   async function pollLegacy() {
@@ -535,7 +657,10 @@
       ui.older.title = error.message;
     } finally {
       ui.older.disabled = false;
+      const hadFocus = document.activeElement === ui.older;
       updateOlderButton();
+      // The whole history is here and the button goes: focus stays in the log, not lost to the page.
+      if (hadFocus && ui.older.hidden) ui.scroller.focus();
     }
   }
 
@@ -571,6 +696,20 @@
     const near = length >= MAX_TEXT * 0.9;
     ui.counter.textContent = near ? `${length.toLocaleString()} / ${MAX_TEXT.toLocaleString()}` : '';
     ui.counter.classList.toggle('counter-over', length > MAX_TEXT);
+    window.clearTimeout(state.counterTimer);
+    state.counterTimer = window.setTimeout(() => speakCounter(length, near), COUNTER_SPEAK_DELAY_MS);
+  }
+
+  function speakCounter(length, near) {
+    let text = '';
+    if (near && length > MAX_TEXT) {
+      const over = length - MAX_TEXT;
+      text = `You have ${over.toLocaleString()} ${over === 1 ? 'character' : 'characters'} too many`;
+    } else if (near) {
+      const left = MAX_TEXT - length;
+      text = `You have ${left.toLocaleString()} ${left === 1 ? 'character' : 'characters'} remaining`;
+    }
+    if (ui.counterStatus.textContent !== text) ui.counterStatus.textContent = text;
   }
 
   async function send(event) {
@@ -583,7 +722,7 @@
     const username = currentUsername();
     const text = ui.message.value;
     if (!username) {
-      showFormError('Choose a username first.');
+      showFormError('Choose a username first.', ui.username);
       ui.username.focus();
       return;
     }
@@ -605,13 +744,16 @@
       ui.message.value = '';
       updateCounter();
       if (state.legacy) {
-        renderLegacy(page);
+        renderLegacy(page, true, true);
+      } else if (page.some((message) => !hasId(message))) {
+        // Sent to the original api (it was empty when the page loaded, so nothing told it apart).
+        startLegacy(page);
         scrollToBottom();
       } else {
         addMessages(page, 'own');
       }
     } catch (error) {
-      showFormError(error.message);
+      showFormError(error.message, fieldOfApiError(error.message));
     } finally {
       state.sending = false;
       ui.send.disabled = false;
@@ -656,7 +798,12 @@
     ui.scroller.addEventListener('scroll', () => {
       if (isNearBottom()) ui.jump.hidden = true;
     });
-    ui.jump.addEventListener('click', scrollToBottom);
+    ui.jump.addEventListener('click', () => {
+      // The button hides itself: focus moves to the log it scrolled, not to the page's start.
+      const hadFocus = document.activeElement === ui.jump;
+      scrollToBottom();
+      if (hadFocus) ui.scroller.focus();
+    });
     ui.older.addEventListener('click', loadOlder);
     ui.help.addEventListener('click', useExample);
 
