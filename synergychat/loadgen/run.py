@@ -1,0 +1,283 @@
+"""One load run: find the api, let the people in, report every few seconds, sum up, exit.
+
+The run ends when LOADGEN_DURATION_SECONDS have passed, or on SIGTERM/SIGINT.
+Then the people stop acting (requests in flight finish), messages still on
+their way get a few seconds to arrive, the streams close, and the summary is
+logged and printed as one JSON line on stdout. Exit 0, or 1 when more than
+LOADGEN_MAX_ERROR_RATE of the requests failed (or of the deliveries were
+missed), or when nothing succeeded at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from ..settings import LoadgenSettings
+from . import chatter
+from .client import ChatClient, failure_reason, new_session
+from .ledger import DeliveryLedger
+from .measure import Kind, Measurements, Tally
+from .person import Pacing, Person
+from .target import ApiTarget, TargetError, find_api
+
+log = logging.getLogger("synergychat.loadgen")
+
+# Messages still on their way when the run ends get this long to arrive.
+DRAIN_SECONDS = 10.0
+FIND_RETRY_SECONDS = (2.0, 60.0)  # first and longest pause between attempts to find the api
+
+
+class LoadRun:
+    def __init__(self, settings: LoadgenSettings, seed: int | None = None) -> None:
+        self.settings = settings
+        self.measurements = Measurements()
+        self.ledger = DeliveryLedger(self.measurements)
+        self.target: ApiTarget | None = None
+        self._rng = random.Random(seed)
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._people: list[Person] = []
+
+    # ---- the run -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop_signal, self._stop.set)
+        try:
+            metrics_server = await self._serve_metrics()
+        except OSError as exc:
+            print(
+                f"synergychat: cannot listen on port {self.settings.loadgen_port} (LOADGEN_PORT): {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 1
+        duration = self.settings.loadgen_duration_seconds
+        deadline = self._started + duration if duration else None
+        self._log_plan()
+        reporter = asyncio.create_task(self._report_every(self.settings.loadgen_report_seconds))
+        try:
+            self.target = await self._find_target(deadline)
+            if self.target is not None:
+                await self._chat(self.target, deadline)
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+        summary = self.summary()
+        self._log_summary(summary)
+        print(json.dumps(summary), flush=True)
+        await metrics_server.cleanup()
+        return 0 if summary["passed"] else 1
+
+    async def _until(self, deadline: float | None, pause: float | None = None) -> bool:
+        """Wait until stopped, the deadline, or ``pause`` seconds; True when the run is over."""
+        timeouts = [t for t in (pause, None if deadline is None else deadline - time.monotonic()) if t is not None]
+        try:
+            await asyncio.wait_for(self._stop.wait(), max(0.0, min(timeouts)) if timeouts else None)
+        except asyncio.TimeoutError:
+            pass
+        return self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    async def _find_target(self, deadline: float | None) -> ApiTarget | None:
+        url = URL(self.settings.loadgen_target_url)
+        pause = FIND_RETRY_SECONDS[0]
+        async with new_session(self.settings.loadgen_request_timeout_seconds) as session:
+            while True:
+                started = time.monotonic()
+                try:
+                    target = await find_api(session, url)
+                except TargetError as exc:
+                    self.measurements.failed(Kind.FIND, "no api on the page")
+                    log.error("cannot find the api from %s: %s; trying again in %.0f s", url, exc, pause)
+                except Exception as exc:  # nothing answered: aiohttp's errors, timeouts
+                    self.measurements.failed(Kind.FIND, failure_reason(exc))
+                    log.error("nothing answered at %s (%s); trying again in %.0f s", url, failure_reason(exc), pause)
+                else:
+                    self.measurements.succeeded(Kind.FIND, time.monotonic() - started)
+                    found = f"through the page {target.page}" if target.page else "as given"
+                    log.info("the api is at %s (%s)", target.base, found)
+                    return target
+                if await self._until(deadline, pause):
+                    return None
+                pause = min(FIND_RETRY_SECONDS[1], pause * 2)
+
+    async def _chat(self, target: ApiTarget, deadline: float | None) -> None:
+        leaving = asyncio.Event()
+        visits: list[asyncio.Task[None]] = []
+
+        async def let_people_in() -> None:
+            for index in range(1, self.settings.loadgen_users + 1):
+                person = Person(
+                    chatter.person_name(index, self._rng),
+                    ChatClient(target, self.settings.loadgen_request_timeout_seconds),
+                    self.ledger,
+                    self.measurements,
+                    Pacing(self.settings.loadgen_post_interval_seconds),
+                    random.Random(self._rng.random()),
+                )
+                self._people.append(person)
+                visits.append(asyncio.create_task(person.visit(leaving), name=f"visit {person.name}"))
+                self.measurements.people.set(len(self._people))
+                await asyncio.sleep(1 / self.settings.loadgen_spawn_rate)
+
+        spawner = asyncio.create_task(let_people_in())
+        await self._until(deadline)
+        spawner.cancel()
+        leaving.set()
+        log.info("the run is over: people stop talking; requests in flight finish")
+        await asyncio.gather(spawner, *visits, return_exceptions=True)
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while self.ledger.outstanding and time.monotonic() < drain_until:
+            await asyncio.sleep(0.05)
+        if missed := self.ledger.give_up():
+            log.warning("%d deliveries had not arrived %.0f s after the last message", missed, DRAIN_SECONDS)
+        await asyncio.gather(*(person.close() for person in self._people), return_exceptions=True)
+        self.measurements.people.set(0)
+
+    # ---- reporting ----------------------------------------------------------------------
+
+    def _log_plan(self) -> None:
+        s = self.settings
+        length = f"for {s.loadgen_duration_seconds:g} s" if s.loadgen_duration_seconds else "until stopped"
+        log.info(
+            "loadgen: %d simulated people against %s %s; each sends a message every %.0f s on average "
+            "(about %.1f messages/s in all), joining %g per second; metrics on :%d/metrics",
+            s.loadgen_users, s.loadgen_target_url, length, s.loadgen_post_interval_seconds,
+            s.loadgen_users / s.loadgen_post_interval_seconds, s.loadgen_spawn_rate, s.loadgen_port,
+        )
+
+    async def _report_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            self.ledger.expire(time.monotonic())
+            log.info("%s", self._window_line(self.measurements.take_window()))
+
+    def _window_line(self, window: Tally) -> str:
+        def percentiles(latencies: Any) -> str:
+            if not latencies.count:
+                return "-"
+            p50, p95, p99 = (latencies.quantile(q) * 1000 for q in (0.5, 0.95, 0.99))
+            return f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms"
+
+        elapsed = time.monotonic() - self._started
+        sent = window.latency[Kind.POST]
+        line = (
+            f"after {elapsed:.0f} s: {len(self._people)} people, "
+            f"{self.measurements.open_streams} streams open | "
+            f"{sent.count} messages sent ({percentiles(sent)}) | "
+            f"{window.delivery.count} deliveries ({percentiles(window.delivery)}), {window.missed} missed | "
+            f"{window.latency[Kind.HISTORY].count} history pages, {window.latency[Kind.STATS].count} /stats | "
+            f"{window.failed} of {sum(window.requests.values())} requests failed ({window.error_rate:.1%})"
+        )
+        if window.failures:
+            top = ", ".join(f"{kind} {reason} x{n}" for (kind, reason), n in window.failures.most_common(4))
+            line += f": {top}"
+        return line
+
+    def summary(self) -> dict[str, Any]:
+        total = self.measurements.total
+        requests = {
+            kind.value: {
+                "ok": total.requests[kind] - sum(n for (k, _), n in total.failures.items() if k is kind),
+                "failed": sum(n for (k, _), n in total.failures.items() if k is kind),
+                **total.latency[kind].as_json(),
+            }
+            for kind in Kind
+        }
+        succeeded = sum(r["ok"] for r in requests.values())
+        limit = self.settings.loadgen_max_error_rate
+        reasons = []
+        if succeeded == 0:
+            reasons.append("no request succeeded")
+        if total.error_rate > limit:
+            reasons.append(f"{total.error_rate:.1%} of requests failed (LOADGEN_MAX_ERROR_RATE={limit:g})")
+        if total.missed_rate > limit:
+            reasons.append(f"{total.missed_rate:.1%} of deliveries were missed (LOADGEN_MAX_ERROR_RATE={limit:g})")
+        return {
+            "target": self.settings.loadgen_target_url,
+            "api": str(self.target.base) if self.target else None,
+            "duration_seconds": round(time.monotonic() - self._started, 2),
+            "people": len(self._people),
+            "requests": requests,
+            "messages_sent": requests[Kind.POST]["ok"] + requests[Kind.STATS]["ok"],
+            "deliveries": {"missed": total.missed, **{"delivered" if k == "count" else k: v
+                                                     for k, v in total.delivery.as_json().items()}},
+            "bot_replies_seen": len(self.ledger.bot_replies_seen),
+            "failures": {f"{kind} {reason}": n for (kind, reason), n in total.failures.most_common()},
+            "error_rate": round(total.error_rate, 4),
+            "missed_rate": round(total.missed_rate, 4),
+            "max_error_rate": limit,
+            "passed": not reasons,
+            "verdict": "; ".join(reasons) or "within LOADGEN_MAX_ERROR_RATE",
+        }
+
+    def _log_summary(self, summary: dict[str, Any]) -> None:
+        log.info(
+            "summary: %d people for %.0f s against %s: %d messages sent, %d deliveries (%d missed), "
+            "%d bot replies seen; error rate %.2f %%, missed %.2f %%: %s",
+            summary["people"], summary["duration_seconds"], summary["api"] or summary["target"],
+            summary["messages_sent"], summary["deliveries"]["delivered"], summary["deliveries"]["missed"],
+            summary["bot_replies_seen"], summary["error_rate"] * 100, summary["missed_rate"] * 100,
+            "PASSED" if summary["passed"] else f"FAILED ({summary['verdict']})",
+        )
+        for kind, numbers in summary["requests"].items():
+            if numbers["ok"] or numbers["failed"]:
+                log.info(
+                    "summary: %-7s %5d ok, %4d failed; p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
+                    kind, numbers["ok"], numbers["failed"], numbers["p50_ms"], numbers["p95_ms"],
+                    numbers["p99_ms"], numbers["max_ms"],
+                )
+        delivery = summary["deliveries"]
+        log.info(
+            "summary: delivery (sent -> on another person's stream) p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
+            delivery["p50_ms"], delivery["p95_ms"], delivery["p99_ms"], delivery["max_ms"],
+        )
+        for failure, count in summary["failures"].items():
+            log.info("summary: failed %s x%d", failure, count)
+
+    # ---- the load generator's own endpoints -------------------------------------------------
+
+    async def _serve_metrics(self) -> web.AppRunner:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/", self._describe)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, port=self.settings.loadgen_port).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        return runner
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.measurements.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        # Ready once it knows where the api is: until then it generates no load.
+        found = self.target is not None
+        return web.json_response({"ready": found, "api": str(self.target.base) if found else None},
+                                 status=200 if found else 503)
+
+    async def _describe(self, request: web.Request) -> web.Response:
+        return web.json_response({"service": "synergychat-loadgen", **self.summary()})
+
+
+def run_loadgen(settings: LoadgenSettings) -> int:
+    return asyncio.run(LoadRun(settings).run())
