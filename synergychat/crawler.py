@@ -12,6 +12,7 @@ more, including what happens when ``CRAWLER_KEYWORDS`` changes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import sqlite3
@@ -44,8 +45,10 @@ from .commands import MAX_KEYWORD_CHARS, MAX_QUERY_KEYWORDS, MAX_TITLE_CHARS
 from .http_errors import ClientError, json_errors
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
-from .storage import CountedBook, CountStore
+from .storage import CountedBook, CountStore, utc_now_iso
+from .storage.legacy_import import original_count_files
 from .stats import KeywordCount, KeywordTotals
+from .stats_stream import ROWS_PER_PAGE, StatsDownloads
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,13 @@ DB_FILENAME = "crawler.sqlite3"
 RESCAN_AFTER_SECONDS = 3600.0
 # After a page failed all its retries: how long before trying that page again.
 PAGE_RETRY_SECONDS = 300.0
+# A book given up on a passing fault (too slow, retries used up) is tried again after
+# this, then after twice as long each time it fails again, up to a day, within the pass.
+TRY_LATER_SECONDS = 3600.0
+TRY_LATER_MAX_SECONDS = 86400.0
 # Readiness must answer quickly even if the database is locked.
 CHECK_TIMEOUT_SECONDS = 2.0
 # /stats input limits (MAX_*) are the chat command's, from commands.py: one rule in both places.
-# A big /stats body (up to ~50 MB) is written a piece at a time; see send_json_bytes.
-SEND_PIECE_BYTES = 1024 * 1024
 
 
 class CrawlerNotReady(Exception):
@@ -85,15 +90,28 @@ class Crawler:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         rescan_after_seconds: float = RESCAN_AFTER_SECONDS,
         page_retry_seconds: float = PAGE_RETRY_SECONDS,
+        try_later_seconds: float = TRY_LATER_SECONDS,
         max_book_bytes: int = MAX_BOOK_BYTES,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.keywords: tuple[str, ...] = tuple(settings.crawler_keywords)
         self._retry = retry
-        self._timeouts = timeouts
+        # The deadline and minimum rate of a download are settings; the rest, constants.
+        self._timeouts = dataclasses.replace(
+            timeouts,
+            download=settings.crawler_download_timeout_seconds,
+            min_rate=float(settings.crawler_download_min_bytes_per_second),
+        )
         self._rescan_after = rescan_after_seconds
         self._page_retry = page_retry_seconds
+        self._try_later_first = try_later_seconds
+        # Book id -> (when, monotonic; the wait that led there; the book): tried again then.
+        # Not kept over a restart: the book is then tried again in the next pass.
+        self._try_later: dict[int, tuple[float, float, CountedBook]] = {}
+        # Whether the catalogue answers, since when, and the fault if not (for /status
+        # and so the bot's reply): None until the first request.
+        self._catalogue: dict[str, Any] = {"reachable": None, "since": None, "error": None}
         self._max_book_bytes = max_book_bytes
         self._sleep = sleep
         self._store: CountStore | None = None
@@ -118,10 +136,18 @@ class Crawler:
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             folder = self.settings.crawler_db_path
             raise StartupError(f"CRAWLER_DB_PATH={folder!r}: cannot open the count database: {exc}") from exc
+        if originals := original_count_files(self.settings.crawler_db_path):
+            log.info(
+                "CRAWLER_DB_PATH holds %d count files of the original crawler (%s, ...): left as they are; "
+                "they name no book, so the counts are rebuilt from the catalogue in %s",
+                len(originals),
+                originals[0].name,
+                self.db_file,
+            )
         session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         self._store = store
         self._failure = None
-        gutendex = Gutendex(session, self._retry, self._timeouts, self._sleep)
+        gutendex = Gutendex(session, self._retry, self._timeouts, self._sleep, observe=self._observe_catalogue)
         self._task = asyncio.create_task(self._crawl(store, gutendex), name="synergychat-crawl")
         log.info(
             "crawler ready: counts at %s, catalogue %s, keywords %s",
@@ -180,9 +206,10 @@ class Crawler:
         """
         return await self._require_store().stats(self._chosen_keywords(keywords), title)
 
-    async def stats_json(self, keywords: Sequence[str], title: str) -> bytes:
-        """``stats`` as the UTF-8 JSON body of ``GET /stats``, built by SQLite off the event loop."""
-        return await self._require_store().stats_json(self._chosen_keywords(keywords), title)
+    def stats_json_pages(self, keywords: Sequence[str], title: str) -> AsyncIterator[bytes]:
+        """``stats`` as the UTF-8 JSON of ``GET /stats``, a page of rows at a time (see
+        ``CountStore.stats_json_pages``), written by SQLite off the event loop."""
+        return self._require_store().stats_json_pages(self._chosen_keywords(keywords), title, ROWS_PER_PAGE)
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         """What ``stats`` sums to, per keyword, and how many books matched (the bot's reply)."""
@@ -208,6 +235,8 @@ class Crawler:
             "last_error": None,
             "source_url": self.settings.crawler_source_url,
             "delay_seconds": self.settings.crawler_delay_seconds,
+            "catalogue": dict(self._catalogue),
+            "books_to_try_later": len(self._try_later),
         }
         if self._store is None:
             return status
@@ -226,9 +255,26 @@ class Crawler:
             current_book={"id": book.id, "title": book.title} if book else None,
         )
         status["pass"] = position.pass_number
+        status["catalogue"] = dict(self._catalogue)
+        status["books_to_try_later"] = len(self._try_later)
         if position.last_error_at is not None:
             status["last_error"] = {"at": position.last_error_at, "message": position.last_error_message}
         return status
+
+    def _observe_catalogue(self, fault: str | None) -> None:
+        """After every request to the catalogue: did it answer (None), or what went wrong."""
+        reachable = fault is None
+        if self._catalogue["reachable"] is not reachable:
+            self._catalogue["since"] = utc_now_iso()
+            if not reachable:
+                log.warning(
+                    "the catalogue at CRAWLER_SOURCE_URL (%s) does not answer: %s",
+                    self.settings.crawler_source_url,
+                    fault,
+                )
+            elif self._catalogue["reachable"] is False:
+                log.info("the catalogue answers again")
+        self._catalogue.update(reachable=reachable, error=fault)
 
     def _require_store(self) -> CountStore:
         if self._store is None:
@@ -286,8 +332,11 @@ class Crawler:
                 log.info("walking the catalogue again for new books (pass %d)", position.pass_number + 1)
                 await store.start_pass(source, first_page, position.pass_number + 1)
                 read_this_pass.clear()
+                # A new pass looks at every book given up on in the last one anyway.
+                self._try_later.clear()
                 continue
             self._state = "crawling"
+            await self._try_again_due(store, gutendex, position.pass_number)
             try:
                 page = await self._request(functools.partial(gutendex.page, page_url))
             except PageNotFound:
@@ -319,6 +368,7 @@ class Crawler:
             read_this_pass.add(_page_key(page_url))
             for book in page.books:
                 await self._take(store, gutendex, book, position.pass_number)
+                await self._try_again_due(store, gutendex, position.pass_number)
             next_url = page.next_url
             if next_url is not None and _page_key(next_url) in read_this_pass:
                 message = (
@@ -370,10 +420,16 @@ class Crawler:
                 lambda: gutendex.count_book(source, self.keywords, self._max_book_bytes)
             )
         except BookUnavailable as exc:
-            log.warning("book %d (%s) skipped: %s", book.id, book.title, exc)
+            message = f"book {book.id} ({book.title}) skipped: {exc}"
+            if exc.try_later:
+                message += f"; trying it again in {self._schedule_try_later(book) / 60:.0f} min"
+            else:
+                self._try_later.pop(book.id, None)
+            log.warning("%s", message)
             await store.save_skip(book.id, book.title, str(exc), pass_number)
-            await store.record_error(f"book {book.id} ({book.title}) skipped: {exc}")
+            await store.record_error(message)
         else:
+            self._try_later.pop(book.id, None)
             await store.save_counts(book, self.keywords, counts, pass_number)
             log.info(
                 "book %d (%s) counted: %s",
@@ -383,6 +439,22 @@ class Crawler:
             )
         finally:
             self._current_book = None
+
+    def _schedule_try_later(self, book: CountedBook) -> float:
+        """Put the book on the try-later list; the wait doubles each time. Returns the wait."""
+        previous = self._try_later.get(book.id)
+        wait = min(previous[1] * 2, TRY_LATER_MAX_SECONDS) if previous else self._try_later_first
+        self._try_later[book.id] = (time.monotonic() + wait, wait, book)
+        return wait
+
+    async def _try_again_due(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
+        """Count the books whose try-later time has come (a slow server, a passing fault)."""
+        now = time.monotonic()
+        for due, _, book in sorted(self._try_later.values(), key=lambda item: item[0]):
+            if due > now:
+                break
+            log.info("book %d (%s): trying it again", book.id, book.title)
+            await self._count(store, gutendex, book, pass_number)
 
     async def _request(self, call: Callable[[], Awaitable[T]]) -> T:
         """Make a request, ``CRAWLER_DELAY_SECONDS`` after the previous one ended."""
@@ -415,6 +487,7 @@ def _page_key(url: str) -> str:
 # The HTTP face.
 
 CRAWLER = web.AppKey("crawler", Crawler)
+STATS_DOWNLOADS = web.AppKey("stats_downloads", StatsDownloads)
 
 
 def count_store_errors(exc: Exception) -> tuple[int, str] | None:
@@ -467,28 +540,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.StreamResponse:
     keywords, title = parse_stats_query(request.query)
-    # Up to ~600k rows: SQLite writes the JSON (Crawler.stats_json), not Python on the event loop.
-    return await send_json_bytes(request, await request.app[CRAWLER].stats_json(keywords, title))
-
-
-async def send_json_bytes(request: web.Request, body: bytes) -> web.StreamResponse:
-    """A UTF-8 JSON body, a megabyte at a time when it is big.
-
-    One write of 50 MB copies it twice on the event loop (headers joined to it, then
-    the unsent rest into the transport's buffer): ~0.1 s with nothing else served.
-    Slices of it are not copied, and the loop runs other requests between them.
-    """
-    # web.Response leaves the body out of an answer to HEAD; a StreamResponse would send it.
-    if len(body) <= SEND_PIECE_BYTES or request.method == "HEAD":
-        return web.Response(body=body, content_type="application/json", charset="utf-8")
-    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
-    response.content_length = len(body)
-    await response.prepare(request)
-    view = memoryview(body)
-    for start in range(0, len(body), SEND_PIECE_BYTES):
-        await response.write(view[start : start + SEND_PIECE_BYTES])
-    await response.write_eof()
-    return response
+    # Up to ~600k rows: streamed a page at a time (stats_stream.py), never built whole.
+    pages = request.app[CRAWLER].stats_json_pages(keywords, title)
+    return await request.app[STATS_DOWNLOADS].send(request, pages)
 
 
 async def stats_totals(request: web.Request) -> web.Response:
@@ -497,7 +551,9 @@ async def stats_totals(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[CRAWLER].status())
+    body = await request.app[CRAWLER].status()
+    body["stats_downloads"] = request.app[STATS_DOWNLOADS].describe()
+    return web.json_response(body)
 
 
 def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None) -> web.Application:
@@ -505,6 +561,9 @@ def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None
     crawler = crawler or Crawler(settings)
     app = web.Application(middlewares=[json_errors(count_store_errors)])
     app[CRAWLER] = crawler
+    app[STATS_DOWNLOADS] = StatsDownloads(
+        settings.crawler_stats_max_concurrent, settings.crawler_send_timeout_seconds
+    )
     app.cleanup_ctx.append(crawler.lifecycle)
     app.router.add_get("/", describe)
     app.router.add_get("/healthz", healthz)

@@ -5,7 +5,10 @@ Everything the network can do wrong is sorted into two kinds. Passing faults
 200 that is not a catalogue page, such as HTML or malformed JSON) are retried
 with exponential backoff and jitter, honouring ``Retry-After``; what retrying
 cannot fix (404, a book with no usable text, a text over the size cap, a broken
-zip) is given up at once. Either way the caller gets one exception naming the
+zip) is given up at once. A download that is too slow (past its deadline, or
+under the minimum rate) is given up at once too, but only for now: the book is
+tried again later (a slow server stays slow for a while; retrying it at once
+would hold the crawl). Either way the caller gets one exception naming the
 reason, never a raw aiohttp error.
 """
 
@@ -17,7 +20,8 @@ import json
 import logging
 import random
 import zipfile
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -68,6 +72,14 @@ class Timeouts:
     read: float = 60.0
     # A whole catalogue page.
     page: float = 120.0
+    # A whole download, page or book (CRAWLER_DOWNLOAD_TIMEOUT_SECONDS): the largest
+    # texts (~30 MB) need 50 KB/s to make it.
+    download: float = 600.0
+    # Bytes per second, averaged from the start, once ``rate_grace`` has passed
+    # (CRAWLER_DOWNLOAD_MIN_BYTES_PER_SECOND; 0: none). A server that sends a byte a
+    # second never trips the read timeout, and held the crawl on one book for good.
+    min_rate: float = 1024.0
+    rate_grace: float = 30.0
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -90,8 +102,20 @@ class NotACatalogue(PassingFault):
     """
 
 
+class TooSlow(Exception):
+    """A download past its deadline or under the minimum rate: give up now, try later."""
+
+
 class LastingFault(Exception):
-    """Not worth retrying now: the answer will be the same."""
+    """Not worth retrying now: the answer will be the same.
+
+    ``try_later``: it was a passing fault after all (retries used up, or too slow),
+    so trying again in a while may well work.
+    """
+
+    def __init__(self, message: str, try_later: bool = False) -> None:
+        super().__init__(message)
+        self.try_later = try_later
 
 
 class PageNotFound(Exception):
@@ -111,7 +135,18 @@ class CatalogueUnavailable(Exception):
 
 
 class BookUnavailable(Exception):
-    """A book's text could not be counted (after retries, if they could help)."""
+    """A book's text could not be counted (after retries, if they could help).
+
+    ``try_later``: the fault may pass (a slow or failing server), unlike a 404.
+    """
+
+    def __init__(self, message: str, try_later: bool = False) -> None:
+        super().__init__(message)
+        self.try_later = try_later
+
+
+# Told after every attempt whether the catalogue answered (None) or what went wrong.
+AttemptObserver = Callable[[str | None], None]
 
 
 @dataclass(frozen=True)
@@ -278,15 +313,18 @@ class Gutendex:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         rng: random.Random | None = None,
+        observe: AttemptObserver | None = None,
     ) -> None:
         self._session = session
         self._retry = retry
+        self._timeouts = timeouts
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._observe = observe or (lambda fault: None)
         self._page_timeout = aiohttp.ClientTimeout(
             total=timeouts.page, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
-        # No total for a book: a big text on a slow link is fine as long as bytes keep coming.
+        # No aiohttp total for a book: ``_paced`` bounds it (the deadline and the minimum rate).
         self._book_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
@@ -307,14 +345,20 @@ class Gutendex:
                 f"book text {source.url}", lambda: self._fetch_and_count(source, keywords, max_bytes)
             )
         except LastingFault as exc:
-            raise BookUnavailable(str(exc)) from exc
+            raise BookUnavailable(str(exc), exc.try_later) from exc
 
     async def _retrying(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         attempt = 1
         while True:
             cause: Exception | None = None
             try:
-                return await operation()
+                result = await operation()
+            except (LastingFault, PageNotFound):
+                self._observe(None)  # it answered: the catalogue is there
+                raise
+            except TooSlow as exc:
+                # Not again at once: the same server is likely as slow a second later.
+                raise LastingFault(str(exc), try_later=True) from exc
             except PassingFault as exc:
                 fault, retry_after, cause = str(exc), exc.retry_after, exc
             except TimeoutError:
@@ -326,8 +370,12 @@ class Gutendex:
                 raise LastingFault(f"{type(exc).__name__}: {exc}") from exc
             except aiohttp.ClientError as exc:
                 fault, retry_after = f"{type(exc).__name__}: {exc}", None
+            else:
+                self._observe(None)
+                return result
+            self._observe(fault)
             if attempt >= self._retry.attempts:
-                raise LastingFault(f"{fault} (gave up after {attempt} attempts)") from cause
+                raise LastingFault(f"{fault} (gave up after {attempt} attempts)", try_later=True) from cause
             delay = self._retry.delay(attempt, self._rng, retry_after)
             log.warning(
                 "%s: %s; attempt %d of %d, retrying in %.1f s",
@@ -340,15 +388,54 @@ class Gutendex:
             await self._sleep(delay)
             attempt += 1
 
+    @asynccontextmanager
+    async def _paced(self) -> AsyncIterator[Callable[[int], None]]:
+        """Bound one download, answer and body: the whole of it by ``timeouts.download``,
+        its pace by ``timeouts.min_rate`` once ``timeouts.rate_grace`` has passed.
+
+        As Apache's mod_reqtimeout ``MinRate``: each byte received buys ``1/min_rate``
+        more seconds. Call the yielded function with each piece's size. Raises TooSlow.
+        """
+        timeouts = self._timeouts
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        received = 0
+
+        def allowed_until() -> float:
+            until = start + timeouts.download
+            if timeouts.min_rate > 0:
+                until = min(until, start + timeouts.rate_grace + received / timeouts.min_rate)
+            return until
+
+        scope = asyncio.timeout_at(allowed_until())
+
+        def progress(size: int) -> None:
+            nonlocal received
+            received += size
+            scope.reschedule(allowed_until())
+
+        try:
+            async with scope:
+                yield progress
+        except TimeoutError:
+            if not scope.expired():
+                raise  # one of aiohttp's own timeouts: a passing fault
+            elapsed = loop.time() - start
+            if elapsed >= timeouts.download:
+                raise TooSlow(f"too slow: not finished after {timeouts.download:g} s") from None
+            raise TooSlow(
+                f"too slow: {received} bytes in {elapsed:.1f} s, under {timeouts.min_rate:g} bytes/s"
+            ) from None
+
     async def _fetch_page(self, url: str) -> CataloguePage:
-        async with self._session.get(
+        async with self._paced() as progress, self._session.get(
             url, headers={"Accept": "application/json"}, timeout=self._page_timeout
         ) as response:
             if response.status == 404:
                 raise PageNotFound(url)
             _check_status(response)
             content_type = response.content_type
-            body = await _read_capped(response, MAX_PAGE_BYTES, "catalogue page")
+            body = await _read_capped(response, MAX_PAGE_BYTES, "catalogue page", progress)
         try:
             data = json.loads(body)
         except ValueError as exc:  # malformed JSON, or not UTF-8 at all
@@ -360,17 +447,20 @@ class Gutendex:
     async def _fetch_and_count(
         self, source: TextSource, keywords: Sequence[str], max_bytes: int
     ) -> dict[str, int]:
-        async with self._session.get(source.url, timeout=self._book_timeout) as response:
+        async with self._paced() as progress, self._session.get(
+            source.url, timeout=self._book_timeout
+        ) as response:
             _check_status(response)
             if response.content_length is not None and response.content_length > max_bytes:
                 raise LastingFault(f"text too large: {response.content_length} bytes")
             charset = _usable_charset(source.charset, response.charset)
             if source.is_zip:
-                archive = await _read_capped(response, max_bytes, "zip")
+                archive = await _read_capped(response, max_bytes, "zip", progress)
                 return await asyncio.to_thread(_count_zip, archive, keywords, charset, max_bytes)
             counter = LineCounter(keywords, charset, max_bytes)
             try:
                 async for piece in response.content.iter_chunked(CHUNK_BYTES):
+                    progress(len(piece))
                     counter.feed(piece)
             except TextTooLarge as exc:
                 raise LastingFault(f"text too large: {exc}") from exc
@@ -388,9 +478,12 @@ def _usable_charset(declared: str | None, served: str | None) -> str:
     return "utf-8"
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int, what: str, progress: Callable[[int], None]
+) -> bytes:
     buffer = bytearray()
     async for piece in response.content.iter_chunked(CHUNK_BYTES):
+        progress(len(piece))
         buffer += piece
         if len(buffer) > limit:
             raise LastingFault(f"{what} larger than {limit} bytes")

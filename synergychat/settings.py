@@ -59,6 +59,14 @@ class _Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
 
+class ServerSettings(_Settings):
+    """How every role serves HTTP."""
+
+    # Open connections at most (streams included); lowered to fit the open-file limit.
+    # Past it, idle keep-alive connections make room, then newcomers get a 503.
+    max_connections: int = Field(default=10_000, ge=16)
+
+
 class WebSettings(_Settings):
     web_port: Port = 8080
     # Base URL the *browser* uses for the api: absolute or relative to the page.
@@ -114,6 +122,14 @@ class CrawlerSettings(_Settings):
     crawler_db_path: str = ""
     crawler_source_url: str = PUBLIC_GUTENDEX_URL
     crawler_delay_seconds: float = Field(default=30.0, ge=0)
+    # One download (a page, a book) is abandoned past this, or when it averages under
+    # the minimum rate after a 30 s start (0 = no minimum); a book is tried again later.
+    crawler_download_timeout_seconds: float = Field(default=600.0, gt=0)
+    crawler_download_min_bytes_per_second: int = Field(default=1024, ge=0)
+    # GET /stats: downloads at once (nginx limit_conn), and how long a client may take
+    # nothing before it is cut off (nginx send_timeout).
+    crawler_stats_max_concurrent: int = Field(default=10, ge=1)
+    crawler_send_timeout_seconds: float = Field(default=60.0, gt=0)
 
     _split = field_validator("crawler_keywords", mode="before")(split_comma_list)
 

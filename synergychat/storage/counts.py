@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosqlite
 
 from ..stats import KeywordCount, KeywordTotals
-from .database import check_writable, open_database, utc_now_iso
+from .database import PROBE_BUSY_TIMEOUT_SECONDS, open_database, utc_now_iso
 
 
 # The crawler's counts. Books are keyed by their Gutenberg id; a count row exists
@@ -81,10 +81,11 @@ def _keyword_set(keywords: Sequence[str]) -> str:
     return json.dumps(sorted(set(keywords)), ensure_ascii=False)
 
 
-def _stats_query(keywords: Sequence[str], title: str) -> tuple[str, list[object]]:
-    """The rows of ``/stats`` (keyword, title, count) in their order, and the query's parameters."""
+def _stats_query(columns: str, keywords: Sequence[str], title: str) -> tuple[str, list[object]]:
+    """The rows of ``/stats`` in their order (``columns`` over ``c`` = counts, ``b`` = books),
+    and the query's parameters."""
     query = (
-        "SELECT c.keyword, b.title, c.count FROM counts AS c JOIN books AS b ON b.id = c.book_id"
+        f"SELECT {columns} FROM counts AS c JOIN books AS b ON b.id = c.book_id"
         f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
     )
     params: list[object] = list(keywords)
@@ -96,28 +97,48 @@ def _stats_query(keywords: Sequence[str], title: str) -> tuple[str, list[object]
     return query, params
 
 
+# One /stats row as SQLite writes it: the JSON object, as bytes (no decode, no re-encode).
+_ROW_JSON = "CAST(json_object('Keyword', c.keyword, 'BookTitle', b.title, 'Count', c.count) AS BLOB)"
+
+
 class CountStore:
     """Keyword counts per book, which books are done, and the crawl position.
 
     One connection, and a lock around every use of it: the crawl's multi-statement
     writes must not interleave with each other or let a ``/stats`` read see a book
-    half-replaced.
+    half-replaced. Two things stay off that lock, because they can be slow or must
+    be quick: streaming ``/stats`` from a file (a connection of its own per
+    download) and the readiness probe on a file (a short-lived connection).
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path | None = None) -> None:
         self._conn = conn
+        self._path = path
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path | None) -> CountStore:
-        return cls(await open_database(path, COUNT_MIGRATIONS))
+        return cls(await open_database(path, COUNT_MIGRATIONS), Path(path) if path else None)
 
     async def close(self) -> None:
         await self._conn.close()
 
     async def check(self) -> None:
-        async with self._lock:
-            await check_writable(self._conn)
+        """Raise unless the file can take a write lock now (readiness).
+
+        Not behind the store's lock: a queue of ``/stats/totals`` or crawl writes there
+        is no reason to call the crawler unready (it was: 503 in 7 of 11 probes while
+        ten whole ``/stats`` were built under that lock).
+        """
+        # The store's connection answers (not closed under us), without the lock: at most
+        # the one statement the lock let through runs before this one. A read inside a
+        # crawl's transaction is harmless.
+        await self._conn.execute("SELECT 1")
+        if self._path is None:  # in memory: nothing else can lock it
+            return
+        async with aiosqlite.connect(self._path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as probe:
+            await probe.execute("BEGIN IMMEDIATE")
+            await probe.rollback()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -247,31 +268,52 @@ class CountStore:
         (case-insensitively; empty keeps all), ``Count`` ascending."""
         if not keywords:
             return []
-        query, params = _stats_query(keywords, title)
+        query, params = _stats_query("c.keyword, b.title, c.count", keywords, title)
         async with self._lock, self._conn.execute(query, params) as cursor:
             rows = await cursor.fetchall()
         return [{"Keyword": keyword, "BookTitle": book_title, "Count": count} for keyword, book_title, count in rows]
 
-    async def stats_json(self, keywords: Sequence[str], title: str) -> bytes:
-        """``stats`` as a UTF-8 JSON array, built by SQLite: the same rows, keys and order.
+    async def stats_json_pages(
+        self, keywords: Sequence[str], title: str, rows_per_page: int
+    ) -> AsyncIterator[bytes]:
+        """``stats`` as UTF-8 JSON, ``rows_per_page`` objects at a time joined by commas
+        (the caller adds the brackets and the commas between pages). Use it in ``aclosing``.
 
-        Over a whole catalogue this is ~600k rows (~50 MB). Built in Python (rows, dicts,
-        ``json.dumps``) it held the event loop for seconds; SQLite builds it in aiosqlite's
-        thread without the GIL. Bytes, not str: no 50 MB decode (holding the GIL) to
-        read it, and no encode on the event loop to send it.
+        Over a whole catalogue ``stats`` is ~600k rows (~50 MB of JSON). Built whole, one
+        body per request, ten clients that never read held ~500 MB. A page at a time, a
+        download holds one page; the caller writes it and waits for the client before
+        asking for the next. SQLite writes each row's JSON (no dicts, no ``json.dumps``
+        on the event loop) as bytes (no decode, no re-encode).
+
+        ``ORDER BY count`` has no index: the first step sorts every matching row (SQLite
+        spills a big sort to a temporary file), and later pages come from that sort, so
+        a download is one consistent snapshot even while the crawl writes.
         """
         if not keywords:
-            return b"[]"
-        query, params = _stats_query(keywords, title)
-        # json_group_array adds rows in the order the subquery yields them: SQLite does not
-        # flatten an ORDER BY subquery into an aggregate (3.40 has no ORDER BY in aggregates).
-        query = (
-            "SELECT CAST(json_group_array(json_object('Keyword', keyword, 'BookTitle', title,"
-            f" 'Count', count)) AS BLOB) FROM ({query})"
-        )
-        async with self._lock, self._conn.execute(query, params) as cursor:
-            (body,) = await cursor.fetchone()
-        return bytes(body)
+            return
+        query, params = _stats_query(_ROW_JSON, keywords, title)
+        if self._path is None:
+            # In memory only the store's connection sees the data: take the lock per page.
+            async with self._lock:
+                cursor = await self._conn.execute(query, params)
+            try:
+                while True:
+                    async with self._lock:
+                        rows = await cursor.fetchmany(rows_per_page)
+                    if not rows:
+                        return
+                    yield b",".join(row[0] for row in rows)
+            finally:
+                async with self._lock:
+                    await cursor.close()
+        # A file: a WAL reader of its own, so neither the crawl nor readiness waits for it.
+        # The store must be open still (not closing, not lost): it is what readiness reports.
+        await self._conn.execute("SELECT 1")
+        async with aiosqlite.connect(self._path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as conn:
+            await conn.execute("PRAGMA query_only = ON")
+            async with conn.execute(query, params) as cursor:
+                while rows := await cursor.fetchmany(rows_per_page):
+                    yield b",".join(row[0] for row in rows)
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         """What ``stats`` would sum to, summed by SQLite: per keyword, and the books with a match.

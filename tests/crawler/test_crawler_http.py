@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import aclosing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -82,14 +83,21 @@ async def test_stats_filters(
     assert body == await crawled.crawler.stats(*parse_stats_query(query))
 
 
-@pytest.mark.parametrize("piece_bytes", [1024 * 1024, 100, 1])
-async def test_http_stats_are_built_by_sqlite_not_python(
-    crawled: RunningCrawler, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+async def stats_body(store: CountStore, keywords: list[str], title: str, rows_per_page: int) -> bytes:
+    """What GET /stats sends: the pages in brackets, commas between them."""
+    async with aclosing(store.stats_json_pages(keywords, title, rows_per_page)) as pages:
+        return b"[" + b",".join([page async for page in pages]) + b"]"
+
+
+@pytest.mark.parametrize("rows_per_page", [2000, 5, 1])
+async def test_http_stats_are_streamed_from_sqlite_not_built_in_python(
+    crawled: RunningCrawler, monkeypatch: pytest.MonkeyPatch, rows_per_page: int
 ) -> None:
-    # ~600k rows turned into dicts and json.dumps on the event loop stalled it for seconds.
+    # ~600k rows turned into dicts and json.dumps on the event loop stalled it for seconds;
+    # one 50 MB body per request pinned 50 MB per client that did not read.
     expected = await crawled.crawler.stats(["love", "hate"], "")
-    # A body bigger than a piece is sent a piece at a time (the sample's is ~900 bytes).
-    monkeypatch.setattr(crawler_module, "SEND_PIECE_BYTES", piece_bytes)
+    # The sample's 12 rows: in one page, in pages of 5 (the last one short), a row a page.
+    monkeypatch.setattr(crawler_module, "ROWS_PER_PAGE", rows_per_page)
 
     async def python_rows(*args: Any) -> None:
         raise AssertionError("GET /stats built its rows in Python")
@@ -97,23 +105,26 @@ async def test_http_stats_are_built_by_sqlite_not_python(
     monkeypatch.setattr(CountStore, "stats", python_rows)
     response = await crawled.client.get("/stats")
     assert response.status == 200 and response.headers["Content-Type"] == "application/json; charset=utf-8"
+    # Chunked: a download cut short is visibly incomplete, never a shorter valid array.
+    assert response.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in response.headers
     body = await response.read()
-    assert response.headers["Content-Length"] == str(len(body)) and "Transfer-Encoding" not in response.headers
     assert json.loads(body) == expected
     assert await crawled.get_json("/stats", keywords="nope") == []
+    assert await crawled.get_json("/stats", title="no such book") == []
     response = await crawled.client.head("/stats")
     assert response.status == 200 and await response.read() == b""
-    assert response.headers["Content-Length"] == str(len(body))
     # The next request on the same connection is not confused by what HEAD did not send.
     assert json.loads(await (await crawled.client.get("/stats")).read()) == expected
 
 
-async def test_stats_json_is_stats_for_awkward_titles_and_ties(tmp_path: Path) -> None:
-    # JSON escaping (quotes, backslashes, control characters, beyond the BMP) and every tie-break.
+@pytest.mark.parametrize("in_memory", [False, True])
+async def test_stats_pages_are_stats_for_awkward_titles_and_ties(tmp_path: Path, in_memory: bool) -> None:
+    # JSON escaping (quotes, backslashes, control characters, beyond the BMP) and every tie-break,
+    # from a file (a connection of its own) and in memory (the store's connection).
     titles = [
         'Say "hi"\\', "Tab\there\nand a newline", "Émile 😀 愛", "\x00\x1f\u2028", "same", "same", "A",
     ]
-    store = await CountStore.open(tmp_path / "counts.sqlite3")
+    store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
     try:
         for book_id, title in enumerate(titles, start=1):
             counts = {"love": 2, "hate": 2, "joy": 1} if book_id % 2 else {"love": 1, "hate": 2}
@@ -122,10 +133,31 @@ async def test_stats_json_is_stats_for_awkward_titles_and_ties(tmp_path: Path) -
         queries = [(["love", "hate", "joy"], ""), (["hate"], ""), (["love", "joy"], "é"), ([], "")]
         for keywords, title in queries:
             expected = await store.stats(keywords, title)
-            assert json.loads(await store.stats_json(keywords, title)) == expected
+            for rows_per_page in (1, 4, 100):
+                assert json.loads(await stats_body(store, keywords, title, rows_per_page)) == expected
         assert len(await store.stats(["love", "hate", "joy"], "")) == 18
-        assert await store.stats_json(["love"], "no such title") == b"[]"
-        assert await store.stats_json([], "") == b"[]"
+        assert await stats_body(store, ["love"], "no such title", 10) == b"[]"
+        assert await stats_body(store, [], "", 10) == b"[]"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+async def test_a_download_is_one_snapshot_while_the_crawl_writes(tmp_path: Path, in_memory: bool) -> None:
+    # A book recounted between two pages must not show up twice (old and new count) or vanish.
+    store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
+    try:
+        for book_id in range(1, 21):
+            await store.save_counts(CountedBook(book_id, f"Book {book_id}", None, None), ["love"], {"love": book_id}, 1)
+        expected = await store.stats(["love"], "")
+        async with aclosing(store.stats_json_pages(["love"], "", 3)) as pages:
+            first = await anext(pages)
+            # Book 1 (already sent) now counts more than any other; book 20 (not yet sent) is gone.
+            await store.save_counts(CountedBook(1, "Book 1", None, None), ["love"], {"love": 99}, 1)
+            await store.save_counts(CountedBook(20, "Book 20", None, None), ["love"], {}, 1)
+            rest = [page async for page in pages]
+        assert json.loads(b"[" + b",".join([first, *rest]) + b"]") == expected
+        assert (await store.stats(["love"], ""))[-1] == {"Keyword": "love", "BookTitle": "Book 1", "Count": 99}
     finally:
         await store.close()
 
