@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from datetime import datetime, timezone
 
 from .commands import STATS_HELP, CommandError, StatsQuery
-from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerRefused, CrawlerUnavailable, KeywordTotals
+from .transport import (
+    CatalogueStatus,
+    CrawlerClient,
+    CrawlerNotConfigured,
+    CrawlerRefused,
+    CrawlerUnavailable,
+    KeywordTotals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +27,23 @@ UNAVAILABLE_REPLY = (
 )
 
 
-def describe_totals(totals: KeywordTotals, books_read: int | None) -> str:
-    """The original's sentence, then a per-keyword breakdown (never the crawler's address)."""
+def describe_totals(
+    totals: KeywordTotals, books_read: int | None, catalogue: CatalogueStatus | None = None
+) -> str:
+    """The original's sentence, then a per-keyword breakdown (never the crawler's address).
+
+    When the crawler says it can't reach its book catalogue, the reply says so first:
+    "0 matches so far" alone would read as "there are none".
+    """
     per_keyword = Counter({keyword: count for keyword, count in totals["totals"].items() if count})
-    reply = f"Beep boop! I have found {per_keyword.total()} matches so far in books matching your request."
+    if catalogue is not None and catalogue.reachable is False:
+        reply = (
+            f"Beep boop! I can't reach the book catalogue{_since(catalogue.since)}, so I can't read"
+            f" more books until it is back. So far I have found {per_keyword.total()} matches"
+            " in books matching your request."
+        )
+    else:
+        reply = f"Beep boop! I have found {per_keyword.total()} matches so far in books matching your request."
     if per_keyword:
         breakdown = ", ".join(f"{keyword}: {count}" for keyword, count in per_keyword.most_common())
         books = totals["books"]
@@ -30,6 +51,17 @@ def describe_totals(totals: KeywordTotals, books_read: int | None) -> str:
     if books_read is not None:
         reply += f" I have read {books_read} book{'s' if books_read != 1 else ''} so far."
     return reply
+
+
+def _since(moment: str | None) -> str:
+    """" since 21:30 UTC" (or with the date, if not today); nothing if unknown or unreadable."""
+    try:
+        when = datetime.fromisoformat((moment or "").replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        return ""
+    if when.date() == datetime.now(timezone.utc).date():
+        return f" since {when:%H:%M} UTC"
+    return f" since {when:%Y-%m-%d %H:%M} UTC"
 
 
 async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError, timeout: float) -> str:
@@ -59,7 +91,9 @@ async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError,
         status = None  # the original crawler has no /status; the counts alone still answer
     elif isinstance(status, BaseException):
         raise status
-    reply = describe_totals(totals, status.books_counted if status else None)
+    reply = describe_totals(
+        totals, status.books_counted if status else None, status.catalogue if status else None
+    )
     if status is not None:
         tracked = set(getattr(status, "keywords", None) or ())
         unknown = [keyword for keyword in query.keywords if tracked and keyword not in tracked]

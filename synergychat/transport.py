@@ -23,6 +23,17 @@ if TYPE_CHECKING:
     from .crawler import Crawler
 
 
+class CatalogueStatus(BaseModel):
+    """Whether the crawler's book catalogue answers: ``reachable`` None before the first
+    request; ``since`` when it last changed (ISO 8601 UTC); ``error`` the fault, if any."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reachable: bool | None = None
+    since: str | None = None
+    error: str | None = None
+
+
 class CrawlerStatus(BaseModel):
     """Progress as the crawler's ``GET /status`` reports it (extra fields pass through)."""
 
@@ -31,6 +42,8 @@ class CrawlerStatus(BaseModel):
     state: str
     books_counted: int
     pages_done: int
+    # Absent from crawlers older than this field: nothing is known about the catalogue.
+    catalogue: CatalogueStatus | None = None
 
 
 _COUNTS = TypeAdapter(list[KeywordCount])
