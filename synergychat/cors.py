@@ -2,6 +2,12 @@
 
 The headers are added when a response is prepared (not in a middleware) so
 streamed responses, whose headers leave before the handler returns, get them too.
+
+CORS alone does not stop a browser from *sending* a request: a "simple" request
+(a form POST, or fetch with ``Content-Type: text/plain`` and ``mode: "no-cors"``)
+goes out without a preflight, and only its answer is hidden from the page. So
+when ``API_CORS_ORIGINS`` names the origins it trusts, a request that could change
+something and comes from any other origin is refused before it reaches a handler.
 """
 
 from __future__ import annotations
@@ -11,11 +17,19 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from .http_errors import ClientError
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE_SECONDS = "300"
 ANY_ORIGIN = "*"
+# Methods that change nothing, so any origin may send them (their answers stay
+# unreadable to a page the policy does not allow).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values a browser sets only for a request the page's own origin made,
+# or one the user made (typed URL, bookmark): a hostile page cannot produce either.
+TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +41,39 @@ class CorsPolicy:
         if not origins:
             log.warning("API_CORS_ORIGINS is empty: no page on another origin can call this api")
 
+    @property
+    def restricted(self) -> bool:
+        """True when API_CORS_ORIGINS lists origins (not ``*``): only those may write."""
+        return not self._any
+
     def allows(self, origin: str) -> bool:
+        # "null" (sandboxed frames, file: pages, some redirects) is never an allowed origin:
+        # it names no site, so any page can arrange to send it.
         if self._any:
             return origin.startswith(("http://", "https://"))
         return origin in self._origins
+
+    def refuses_write(self, request: web.Request) -> str | None:
+        """Why a state-changing request must not run (a cross-site write), or None.
+
+        Only with a restricted origin list: with ``*`` every http(s) page may write,
+        as with the original. Clients that are not browsers send neither header and pass.
+        """
+        if not self.restricted or request.method in SAFE_METHODS:
+            return None
+        if request.headers.get("Sec-Fetch-Site", "").strip().lower() in TRUSTED_FETCH_SITES:
+            # The page's own origin (the api and the page behind one host): never cross-site.
+            return None
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            if self.allows(origin):
+                return None
+            return f"origin {origin} is not allowed to change anything here (API_CORS_ORIGINS)"
+        if request.headers.get("Sec-Fetch-Site", "").strip().lower() in ("cross-site", "same-site"):
+            # A browser that hid the origin (a privacy setting) but says the request is
+            # from another site: refuse rather than guess which site.
+            return "a request from another site without an Origin is not allowed here (API_CORS_ORIGINS)"
+        return None
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         origin = request.headers.get("Origin")
@@ -62,4 +105,7 @@ class CorsPolicy:
         # then reports the real status on the real request.
         if request.method == "OPTIONS":
             return await self.preflight(request)
+        if reason := self.refuses_write(request):
+            log.info("refused %s %s: %s", request.method, request.path, reason)
+            raise ClientError(403, reason)
         return await handler(request)

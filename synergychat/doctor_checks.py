@@ -423,10 +423,12 @@ class Doctor:
         database = checks.get("database")
         if not isinstance(database, dict):
             database = {}
-        saw = f"HTTP {answer.status} {body.get('status')!s}; database: {database.get('detail', '?')}"
+        # Our api answers states only (its log has the detail); older versions sent a detail.
+        said = database.get("detail") or database.get("state")
+        saw = f"HTTP {answer.status} {body.get('status')!s}; database: {said or '?'}"
         if database.get("ok") is not True:
             problem = (
-                f"The api's database is not usable ({database.get('detail', 'no detail')}): check "
+                f"The api's database is not usable ({said or 'no detail'}): check "
                 "API_DB_FILEPATH (a writable path; in Kubernetes on a volume, with fsGroup set)."
             )
             self.add("readyz", Status.FAIL, url, saw, problem, "API_DB_FILEPATH")
@@ -455,6 +457,8 @@ class Doctor:
         state = crawler.get("state")
         location = crawler.get("location")
         detail = crawler.get("detail") or ""
+        # The api keeps the crawler's address out of its public answer (older versions sent it).
+        where = location if isinstance(location, str) and location else "CRAWLER_BASE_URL"
         if state == "not configured":
             problem = (
                 "CRAWLER_BASE_URL is not set on the api: /stats answers that the crawler is not configured; "
@@ -466,23 +470,32 @@ class Doctor:
         if state != "ok" or crawler.get("ok") is not True:
             if location == "in-process":
                 problem = (
-                    f"The crawler inside the api's process is not healthy ({detail}): see that process's log."
+                    f"The crawler inside the api's process is not healthy ({detail or state}): see that "
+                    "process's log."
                 )
-                self.add("crawler", Status.FAIL, url, f"in-process: {state}, {detail}", problem)
+                saw = f"in-process: {state}" + (f", {detail}" if detail else "")
+                self.add("crawler", Status.FAIL, url, saw, problem)
                 return
-            loopback = is_loopback_host(_host_of(location))
+            if where == "CRAWLER_BASE_URL":
+                opening = (
+                    "The api cannot reach the crawler at its CRAWLER_BASE_URL (the api's log names the "
+                    "address and the error)"
+                )
+                loopback = True  # unknown: the reminder costs nothing
+            else:
+                opening = f"The api cannot reach the crawler at CRAWLER_BASE_URL={location}"
+                loopback = is_loopback_host(_host_of(location))
             problem = (
-                f"The api cannot reach the crawler at CRAWLER_BASE_URL={location}: check that the "
-                "crawler is running and that CRAWLER_BASE_URL names it as the api's network sees it"
+                f"{opening}: check that the crawler is running and that CRAWLER_BASE_URL names it as the "
+                "api's network sees it"
                 + (" (in a container localhost is the api itself)" if loopback else "")
                 + ", for example http://crawler:8080 in compose or http://crawler-service in Kubernetes."
             )
-            self.add(
-                "crawler", Status.FAIL, url, f"{location}: {state}, {detail}", problem, "CRAWLER_BASE_URL"
-            )
+            saw = f"{where}: {state}" + (f", {detail}" if detail else "")
+            self.add("crawler", Status.FAIL, url, saw, problem, "CRAWLER_BASE_URL")
             return
         progress = crawler.get("progress")
-        saw = f"{location}: reachable; {_describe_progress(progress)}"
+        saw = f"{where}: reachable; {_describe_progress(progress)}"
         crawl_state = progress.get("state") if isinstance(progress, dict) else None
         crawl_state = crawl_state if isinstance(crawl_state, str) else None
         last_error = _last_error(progress) or "no detail"

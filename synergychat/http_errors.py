@@ -6,8 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
+
+# What the access log shows for a request whose client hung up before the answer
+# (nginx's code for it): the client's doing, not a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Maps an exception a role knows about to (status, message); None for "not mine".
@@ -45,12 +50,33 @@ def json_errors(translate: Translate = _unknown) -> Callable[..., Awaitable[web.
                 raise
             headers = {name: value for name, value in exc.headers.items() if name.lower() == "allow"}
             return json_error(exc.status, exc.reason, headers)
+        except HttpProcessingError as exc:
+            # aiohttp's parser refused the body as it arrived (a broken chunk, a body cut
+            # short by a half-closed connection): the request is malformed.
+            log.info("%s %s: malformed request body: %s", request.method, request.path, exc.message)
+            return json_error(400, f"malformed request body: {exc.message}")
+        except ConnectionResetError as exc:
+            # aiohttp raises this (ClientConnectionResetError too) when the client closes
+            # its connection while we read the body or write the answer.
+            if not client_gone(request):
+                return unexpected(request, exc)
+            log.info("%s %s: the client closed the connection first (%s)", request.method, request.path, exc)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         except Exception as exc:
             known = translate(exc)
             if known is not None:
                 log.error("%s %s failed: %s", request.method, request.path, exc)
                 return json_error(*known)
-            log.exception("unexpected error on %s %s", request.method, request.path)
-            return json_error(500, "internal error")
+            return unexpected(request, exc)
 
     return middleware
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def unexpected(request: web.Request, exc: Exception) -> web.Response:
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal error")

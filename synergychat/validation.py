@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import unicodedata
 from typing import Annotated, Any
 
 from aiohttp import web
+from confusable_homoglyphs import confusables
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -24,6 +26,60 @@ MAX_PAGE_SIZE = 1000
 MAX_ID = 2**63 - 1  # SQLite's INTEGER
 # Nobody may post as the bot: its replies are styled apart and users trust them.
 RESERVED_USERNAMES = frozenset({"crawler-bot"})
+# Characters a reader takes for the same separator: "crawler_bot", "crawler bot",
+# "crawler.bot" and "crawlerbot" all pass for the bot in a chat window.
+NAME_SEPARATORS = frozenset("-_. \u00b7\u2027\u30fb")  # and the middle dots
+SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Pc"})
+
+
+@functools.lru_cache(maxsize=8192)
+def confusable_prototype(char: str) -> str:
+    """What ``char`` looks like in Unicode's confusables table (TR39): Cyrillic "о" → "o",
+    "‐" → "-", "I" → "l"; a character with no look-alike, or itself a prototype, maps to itself.
+
+    confusable_homoglyphs ships the table as look-alike lists: a source lists only its
+    prototype, a prototype lists its sources. When two characters list just each other the
+    table does not say which one is the prototype, and either can stand for both.
+    """
+    found = confusables.is_confusable(char, greedy=True)
+    if not found:
+        return char
+    # Right-to-left look-alikes come wrapped in LEFT-TO-RIGHT MARKs for display.
+    glyphs = [glyph["c"].strip("\u200e") for glyph in found[0]["homoglyphs"]]
+    if len(glyphs) != 1:
+        return char
+    (other,) = glyphs
+    if len(other) == 1:
+        back = confusables.is_confusable(other, greedy=True)
+        if back and len(back[0]["homoglyphs"]) == 1:
+            return min(char, other)
+    return other
+
+
+def name_skeletons(name: str) -> frozenset[str]:
+    """A name as it reads: two names are look-alikes when they share a skeleton.
+
+    A skeleton is TR39's (NFD, each character mapped to its confusables prototype, NFD),
+    taken after NFKC, casefolded, with separators dropped. TR39 maps by case ("I" → "l",
+    while "i" stays), so both the name as typed and its casefolded form are mapped:
+    "crawIer-bot" imitates "crawler-bot", and "ALICE" is still "alice".
+    """
+    text = unicodedata.normalize("NFKC", name)
+    return frozenset(_skeleton(variant) for variant in (text, text.casefold()))
+
+
+def _skeleton(text: str) -> str:
+    text = "".join(map(confusable_prototype, unicodedata.normalize("NFD", text)))
+    # Casefolding can make new look-alikes ("ẞ" → "ss"), so map once more after it.
+    text = "".join(map(confusable_prototype, unicodedata.normalize("NFD", text).casefold()))
+    return "".join(
+        char
+        for char in unicodedata.normalize("NFD", text)
+        if char not in NAME_SEPARATORS and unicodedata.category(char) not in SEPARATOR_CATEGORIES
+    )
+
+
+RESERVED_SKELETONS = frozenset().union(*map(name_skeletons, RESERVED_USERNAMES))
 
 
 class NewMessage(BaseModel):
@@ -47,7 +103,7 @@ class NewMessage(BaseModel):
         # formatting ones (zero-width spaces, right-to-left overrides) to disguise it.
         if any(unicodedata.category(char) in ("Cc", "Cf") for char in value):
             raise PydanticCustomError("invisible", "must not contain control or invisible formatting characters")
-        if unicodedata.normalize("NFKC", value).casefold() in RESERVED_USERNAMES:
+        if name_skeletons(value) & RESERVED_SKELETONS:
             raise PydanticCustomError("reserved", f"{value} is reserved for the bot")
         return value
 

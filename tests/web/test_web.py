@@ -101,7 +101,7 @@ async def test_health_endpoints(aiohttp_client: Any) -> None:
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     assert await (await client.get("/readyz")).json() == {
         "status": "ready",
-        "checks": {"web": {"ok": True, "detail": "serving"}},
+        "checks": {"web": {"ok": True, "state": "ok"}},
     }
 
 
