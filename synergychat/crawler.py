@@ -422,7 +422,7 @@ class Crawler:
         except BookUnavailable as exc:
             message = f"book {book.id} ({book.title}) skipped: {exc}"
             if exc.try_later:
-                message += f"; trying it again in {self._schedule_try_later(book) / 60:.0f} min"
+                message += f"; trying it again in {_duration(self._schedule_try_later(book))}"
             else:
                 self._try_later.pop(book.id, None)
             log.warning("%s", message)
@@ -474,6 +474,10 @@ class Crawler:
         elapsed = (datetime.now(finished.tzinfo) - finished).total_seconds()
         # A restart during the wait waits only what is left of it.
         return min(max(self._rescan_after - elapsed, 0.0), self._rescan_after)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:g} s"
 
 
 def _page_key(url: str) -> str:

@@ -28,6 +28,7 @@ MALFORMED = "malformed"  # 200 with broken JSON (or a broken body)
 NOT_FOUND = "404"
 HTML = "html"  # 200 with an HTML page: a web site, not a catalogue
 NOT_A_PAGE = "not-a-page"  # 200 with JSON that has no results list
+TRICKLE = "trickle"  # 200, then one byte a second, never ending (until the client gives up)
 
 Body = bytes | Callable[[], Iterator[bytes]]
 
@@ -73,6 +74,8 @@ class FakeGutendex:
         # Whole bodies served per file: a book counted twice would show here.
         self.served: Counter[str] = Counter()
         self.base_url = ""
+        # Paths whose trickle the client gave up on (it closed the connection).
+        self.abandoned: Counter[str] = Counter()
         # Page number -> the path its ``next`` points to instead (a catalogue that loops).
         self.next_pages: dict[int, str] = {}
         self._closing = asyncio.Event()
@@ -123,6 +126,23 @@ class FakeGutendex:
             except TimeoutError:
                 pass
             return web.Response(text="too late")
+        if fault == TRICKLE:
+            response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+            await response.prepare(request)
+            try:
+                while not self._closing.is_set():
+                    await response.write(b"l")
+                    try:
+                        await asyncio.wait_for(self._closing.wait(), 1.0)
+                    except TimeoutError:
+                        pass
+            except ConnectionError:
+                self.abandoned[path] += 1
+            except asyncio.CancelledError:
+                # The test server cancels a handler whose client went away.
+                self.abandoned[path] += 1
+                raise
+            return response
         if fault == DROP:
             assert request.transport is not None
             request.transport.close()
