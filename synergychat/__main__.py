@@ -19,11 +19,14 @@ def fail(message: str, status: int = 2) -> NoReturn:
 
 def run_role(argv: list[str]) -> None:
     # Imported here so the doctor starts without loading (or depending on) the roles.
-    from aiohttp import web
+    import asyncio
+
     from pydantic import ValidationError
 
+    from .data_ownership import data_paths, prepare_data_paths
     from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
-    from .settings import StartupError
+    from .server import serve
+    from .settings import ServerSettings, StartupError
 
     parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
     parser.add_argument("--role", help="web, api, crawler or all (default: $ROLE, else all)")
@@ -38,6 +41,7 @@ def run_role(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings(role)
+        server_settings = ServerSettings()
     except ValidationError as error:
         first = error.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
@@ -46,7 +50,11 @@ def run_role(argv: list[str]) -> None:
     port = listen_port(role, settings)
     logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
     try:
-        web.run_app(build_app(role, settings), port=port, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, print=None)
+        # Started as root (the image's default): own the data folders, then run as the image's user.
+        prepare_data_paths(data_paths(settings.api, settings.crawler))
+        asyncio.run(
+            serve(build_app(role, settings), port, server_settings.max_connections, SHUTDOWN_TIMEOUT_SECONDS)
+        )
     except StartupError as error:
         fail(str(error), status=1)
     except OSError as error:
@@ -57,8 +65,10 @@ def run_role(argv: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["doctor"]:
+        from .data_ownership import prepare_data_paths
         from .doctor import main as doctor_main
 
+        prepare_data_paths([])  # started as root in the image: the doctor runs as the image's user
         raise SystemExit(doctor_main(argv[1:]))
     # testcpu, testram, loadgen: programs, not chat servers; they start without loading the chat.
     from .program_roles import PROGRAM_ROLES, requested_role, run_program_role

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -15,11 +16,13 @@ from . import keys
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
-from .http_errors import json_errors
+from .http_errors import ClientError, json_errors
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .readiness import Checks, readiness_response
+from .server import MAX_STREAMS, QUIET_ACCESS
 from .settings import ApiSettings, StartupError
 from .storage import MessageStore, StoreUnavailable
+from .storage.legacy_import import import_original_messages
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
     DEFAULT_PAGE_SIZE,
@@ -71,10 +74,27 @@ def message_store_errors(exc: Exception) -> tuple[int, str] | None:
     return None
 
 
+class RefusalReport:
+    """Streams refused at the limit, logged as one line every few seconds, not one each."""
+
+    def __init__(self, every_seconds: float = 10.0) -> None:
+        self._every = every_seconds
+        self._count = 0
+        self._last = 0.0
+
+    def count(self, limit: int) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            log.warning("at the stream limit (%d, from MAX_CONNECTIONS): %d stream(s) refused", limit, self._count)
+            self._last, self._count = now, 0
+
+
 class ApiHandlers:
     def __init__(self, settings: ApiSettings) -> None:
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
         self._crawler_timeout = settings.crawler_timeout_seconds
+        self._stream_refusals = RefusalReport()
 
     async def describe(self, request: web.Request) -> web.Response:
         # Load balancers probe GET / by default; answering 200 here keeps them happy.
@@ -121,7 +141,13 @@ class ApiHandlers:
         hub = request.app[keys.MESSAGE_HUB]
         transport = request.transport
         if transport is None or hub.closed:
-            raise web.HTTPServiceUnavailable(reason="the server is shutting down")
+            request[QUIET_ACCESS] = True
+            raise ClientError(503, "the server is shutting down or the client has gone")
+        limit = request.config_dict.get(MAX_STREAMS)
+        if limit is not None and len(hub) >= limit:
+            request[QUIET_ACCESS] = True
+            self._stream_refusals.count(limit)
+            raise ClientError(503, "this api holds as many streams as it can; try again in a moment")
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         newest = await store.last_id()
@@ -216,6 +242,8 @@ async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
     if not path:
         log.warning("API_DB_FILEPATH is not set: messages are kept in memory and lost on exit")
     try:
+        # The original api's JSON file at this path becomes our database first (kept as a backup).
+        await import_original_messages(path or None)
         store = await MessageStore.open(path or None)
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         raise StartupError(f"API_DB_FILEPATH={path!r}: cannot open the message database: {exc}") from exc

@@ -1,0 +1,279 @@
+"""Serving a role's app: connection limits, errors in JSON, a cheap access log, a clean exit.
+
+aiohttp's ``run_app`` serves well; what it lacks for an internet-facing role is
+here, each done the way nginx does it:
+
+- a connection cap below the open-file limit (raised to its hard limit first), so
+  the process never runs out of descriptors: at the cap an idle keep-alive
+  connection is closed to make room (probes keep working), and when none is
+  idle the newcomer gets a canned 503 and is closed; refusals are logged once
+  every few seconds, not once each;
+- a request that isn't HTTP (a 9,000-byte request line, broken headers) is a JSON
+  400, logged at DEBUG without a traceback: it is the client's doing;
+- an access log that skips health probes and costs one ``logger.info`` call;
+- a ``Server`` header that names no versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("synergychat.access")
+
+SERVER_NAME = "synergychat"
+# How many long-lived streams the process may hold: the connection cap less a share kept
+# for everything else (probes, posts, page loads). Set on the root app by ``serve``;
+# absent (no limit) in tests that build apps directly.
+MAX_STREAMS = web.AppKey("max_streams", int)
+# asyncio accepts up to the listen backlog's number of connections in one go, each
+# taking a descriptor before the cap sees it; so the backlog stays small...
+LISTEN_BACKLOG = 128
+# ...and descriptors kept back from the connection cap cover it, plus the databases,
+# the crawler's client connections and logs.
+RESERVED_DESCRIPTORS = 2 * LISTEN_BACKLOG
+REFUSAL_LOG_SECONDS = 10.0
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/api/healthz", "/api/readyz", "/crawler/healthz", "/crawler/readyz"})
+# A request marked so is logged at DEBUG: refusals at a limit are counted and reported
+# in one line now and then, not one line each.
+QUIET_ACCESS = web.RequestKey("quiet_access", bool)
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 61\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\nServer: synergychat\r\n\r\n"
+    b'{"error": "the server is at its connection limit, try again"}\n'
+)
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (as nginx's worker_rlimit_nofile)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1_048_576)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft
+
+
+def stream_cap(connections: int) -> int:
+    return connections - max(32, connections // 10)
+
+
+def connection_cap(wanted: int, open_files: int) -> int:
+    """``wanted``, or less when the open-file limit can't hold that many (said in the log).
+
+    Half the descriptors at most: refused and evicted connections hold theirs for a
+    loop iteration or two after asyncio accepted them, a listen backlog at a time.
+    """
+    room = max(min(open_files - RESERVED_DESCRIPTORS, open_files // 2), 16)
+    if wanted > room:
+        log.warning(
+            "MAX_CONNECTIONS=%d is more than the open-file limit (%d) allows: serving at most %d",
+            wanted,
+            open_files,
+            room,
+        )
+        return room
+    return wanted
+
+
+class AcceptFailureReport:
+    """asyncio logs every failed accept with a traceback (thousands a second when out of
+    descriptors); this says it once every few seconds, with a count, and passes the
+    rest to the default handler."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last = 0.0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") != "socket.accept() out of system resource":
+            loop.default_exception_handler(context)
+            return
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= REFUSAL_LOG_SECONDS:
+            log.warning(
+                "out of open files: %d connection(s) not accepted (%s); raise the open-file limit"
+                " or lower MAX_CONNECTIONS",
+                self._count,
+                context.get("exception"),
+            )
+            self._last, self._count = now, 0
+
+
+class ProbeQuietAccessLogger(AbstractAccessLogger):
+    """One line a request, at INFO; health probes (every few seconds, forever) at DEBUG."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        quiet = request.path in PROBE_PATHS or request.get(QUIET_ACCESS, False)
+        level = logging.DEBUG if quiet else logging.INFO
+        if self.logger.isEnabledFor(level):
+            self.logger.log(
+                level,
+                '%s "%s %s" %d %.1fms',
+                request.remote,
+                request.method,
+                request.path_qs,
+                response.status,
+                time * 1000,
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering unparseable requests in JSON, quietly."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            # Not the client's doing: a bug. Keep aiohttp's logging (with the traceback).
+            self.log_exception("error handling request from %s", request.remote, exc_info=exc)
+            text = "internal error"
+        else:
+            log.debug("bad request from %s: %s", request.remote, exc or message)
+            text = f"bad request: {getattr(exc, 'message', None) or message or 'not valid HTTP'}"
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had started; the connection is closed instead")
+        response = web.json_response({"error": text}, status=status, headers={"Server": SERVER_NAME})
+        response.force_close()
+        return response
+
+    @property
+    def idle(self) -> bool:
+        """Kept alive between requests: it has been answered and waits for another."""
+        return self._request_count > 0 and not self._request_in_progress and not self._messages
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._manager
+        if isinstance(server, CappedServer) and not server.make_room():
+            # Refused before aiohttp sets the connection up: nothing runs for it.
+            self._force_close = True
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(_BUSY)
+            transport.close()
+            return
+        super().connection_made(transport)
+
+
+class CappedServer(web.Server):
+    """aiohttp's server, holding at most ``max_connections`` connections open."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
+        self._refused = 0
+        self._evicted = 0
+        self._last_report = 0.0
+
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def make_room(self) -> bool:
+        """True if a new connection may be served (closing an idle one if need be)."""
+        if len(self._connections) < self.max_connections or self._evict_idle():
+            return True
+        self._refused += 1
+        self._report()
+        return False
+
+    def _evict_idle(self) -> bool:
+        # The oldest idle keep-alive connection makes room, as nginx reuses them when short.
+        for handler in self._connections:
+            if isinstance(handler, GuardedRequestHandler) and handler.idle:
+                handler.force_close()
+                self._connections.pop(handler, None)
+                self._evicted += 1
+                self._report()
+                return True
+        return False
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if now - self._last_report >= REFUSAL_LOG_SECONDS:
+            self._last_report = now
+            log.warning(
+                "at the connection limit (MAX_CONNECTIONS=%d): %d idle connection(s) closed and"
+                " %d new one(s) refused since the last report",
+                self.max_connections,
+                self._evicted,
+                self._refused,
+            )
+            self._evicted = self._refused = 0
+
+
+class ChatAppRunner(web.AppRunner):
+    """An AppRunner whose server is the capped, guarded one above."""
+
+    def __init__(
+        self, app: web.Application, *, max_connections: int, shutdown_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            app,
+            handle_signals=False,
+            shutdown_timeout=shutdown_timeout,
+            access_log_class=ProbeQuietAccessLogger,
+            access_log=access_log,
+            **kwargs,
+        )
+        self._max_connections = max_connections
+        self._handler_kwargs = kwargs
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()  # starts the app, as AppRunner does
+        return CappedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            loop=asyncio.get_running_loop(),
+            max_connections=self._max_connections,
+            access_log_class=ProbeQuietAccessLogger,
+            access_log=access_log,
+            **self._handler_kwargs,
+        )
+
+
+async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
+
+async def serve(app: web.Application, port: int, max_connections: int, shutdown_timeout: float) -> None:
+    """Serve ``app`` on ``port`` until SIGTERM or SIGINT, then shut down gracefully."""
+    app.on_response_prepare.append(_name_server)
+    cap = connection_cap(max_connections, raise_open_file_limit())
+    app[MAX_STREAMS] = stream_cap(cap)
+    runner = ChatAppRunner(app, max_connections=cap, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptFailureReport())
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, port=port, backlog=LISTEN_BACKLOG)
+        await site.start()
+        log.info("serving on port %d (at most %d connections, %d of them streams)", port, cap, app[MAX_STREAMS])
+        await stop.wait()
+        log.info("stopping: no new connections; finishing the requests in flight")
+    finally:
+        await runner.cleanup()
