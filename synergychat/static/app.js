@@ -65,6 +65,7 @@
     retryMs: RETRY_MIN_MS,
     timer: 0,
     fallbackPolling: false,
+    loadingOlder: false,
     sending: false,
     history: null, // the api's history id, from the stream's hello event
   };
@@ -643,8 +644,10 @@
 
   async function loadOlder() {
     const oldest = state.ids[0];
-    if (oldest === undefined) return;
-    ui.older.disabled = true;
+    if (oldest === undefined || state.loadingOlder) return;
+    // aria-disabled, not disabled: a disabled button drops the keyboard focus to the page's start.
+    state.loadingOlder = true;
+    ui.older.setAttribute('aria-disabled', 'true');
     ui.older.textContent = 'Loading…';
     try {
       const page = await requestJson(messagesUrl({ limit: PAGE_SIZE, before: oldest }));
@@ -656,7 +659,8 @@
       ui.older.textContent = 'Could not load older messages. Try again';
       ui.older.title = error.message;
     } finally {
-      ui.older.disabled = false;
+      state.loadingOlder = false;
+      ui.older.removeAttribute('aria-disabled');
       const hadFocus = document.activeElement === ui.older;
       updateOlderButton();
       // The whole history is here and the button goes: focus stays in the log, not lost to the page.
