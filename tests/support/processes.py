@@ -7,7 +7,9 @@ stopped with SIGTERM (then SIGKILL) when the test ends.
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -72,6 +74,10 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None, time
             time.sleep(0.1)
 
 
+def limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 def role_env(env: Mapping[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
     base["PYTHONUNBUFFERED"] = "1"
@@ -86,11 +92,13 @@ def running_role(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
     wait_path: str = "/healthz",
+    open_files: int | None = None,
 ) -> Iterator[RunningRole]:
     """Run ``python -m synergychat --role ROLE`` on a free port until the block ends.
 
     The port variable of the role is set for you; ``wait_path`` is polled until
     it answers (for ``all`` and ``web`` pass ``/`` or ``/api/healthz``).
+    ``open_files`` sets the process's open-file limit, soft and hard (as ``ulimit -n``).
     """
     port = port or free_port()
     port_variable = {"web": "WEB_PORT", "all": "WEB_PORT", "api": "API_PORT", "crawler": "CRAWLER_PORT"}[role]
@@ -103,6 +111,7 @@ def running_role(
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else functools.partial(limit_open_files, open_files),
         )
     running = RunningRole(process, port, log_path)
     try:
