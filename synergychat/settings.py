@@ -165,6 +165,9 @@ class LoadgenSettings(_Settings):
     loadgen_spawn_rate: float = Field(default=2.0, gt=0)
     # The mean pause between one person's messages: 10 people at 10 s are about one message a second.
     loadgen_post_interval_seconds: float = Field(default=10.0, ge=0.5)
+    # The mean length of one person's visit; who leaves is replaced by someone new (who loads
+    # the page again, when given the page's URL). 0: everyone stays for the whole run.
+    loadgen_visit_seconds: float = Field(default=600.0, ge=0)
     loadgen_report_seconds: float = Field(default=5.0, ge=1)
     loadgen_request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # The run fails (exit 1) when more than this share of what people did went wrong.

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from ..doctor_page import origin_of, parse_page
 from .target import ApiTarget
 
 USER_AGENT = "synergychat-loadgen/0.1 (simulated chat users)"
@@ -67,6 +68,24 @@ class ChatClient:
                 return json.loads(await response.read())
             except ValueError:
                 raise RequestFailed("not JSON") from None
+
+    async def open_page(self) -> None:
+        """What the browser fetches before the chat starts: the page, then its own scripts."""
+        page_url = self.target.page
+        if page_url is None:
+            return
+        async with self._session.get(page_url, allow_redirects=False) as response:
+            if response.status != 200:
+                raise RequestFailed(f"HTTP {response.status}")
+            html = await response.text(errors="replace")
+        for src in parse_page(html).script_srcs:
+            script_url = page_url.join(URL(src))
+            if origin_of(script_url) != origin_of(page_url):
+                continue  # never another site's
+            async with self._session.get(script_url, allow_redirects=False) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RequestFailed(f"HTTP {response.status}")
 
     async def messages(self, limit: int, before: int | None = None) -> list[dict[str, Any]]:
         query = {"limit": str(limit)} | ({"before": str(before)} if before is not None else {})

@@ -44,6 +44,14 @@ class DeliveryLedger:
         # The first hello counts: a reconnect with Last-Event-ID replays what it missed.
         self.listening_since.setdefault(name, now)
 
+    def leave(self, name: str) -> None:
+        """The person closed the page: nothing more is expected on their stream."""
+        self.listening_since.pop(name, None)
+        for message_id, pending in list(self._pending.items()):
+            pending.waiting_for.discard(name)
+            if not pending.waiting_for:
+                del self._pending[message_id]
+
     def sent(self, message_id: int, author: str, sent_at: float) -> None:
         """The POST answered 201 and named the message's id."""
         self.posted_ids.add(message_id)

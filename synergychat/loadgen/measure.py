@@ -23,6 +23,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 class Kind(StrEnum):
     FIND = "find"  # reading the page (or the api's root) to find the api
+    PAGE = "page"  # a browser opening the chat page and its script (when given the page's URL)
     LOAD = "load"  # opening the chat: the latest page of messages
     POST = "post"  # sending a message
     STATS = "stats"  # sending a /stats command, answered by crawler-bot before the 201

@@ -61,14 +61,22 @@ class Person:
         self._last_own_id = 0
         self._failures_in_a_row = 0
         self._last_event_id: str | None = None
+        self._visit_ends: float | None = None
         self.stream_task: asyncio.Task[None] | None = None
 
     # ---- the visit -----------------------------------------------------------------
 
-    async def visit(self, leaving: asyncio.Event) -> None:
-        """Open the chat and take part until ``leaving`` is set; the stream stays open until closed."""
+    async def visit(self, leaving: asyncio.Event, stay_seconds: float | None) -> None:
+        """Open the chat and take part until ``leaving`` is set or the stay is over.
+
+        The stream stays open afterwards, until ``close``: at the end of a run the
+        messages still on their way should find everyone listening.
+        """
+        self._visit_ends = None if stay_seconds is None else time.monotonic() + stay_seconds
         self._ledger.join(self.name)
         self.stream_task = asyncio.create_task(self._keep_stream(), name=f"stream {self.name}")
+        if self._client.target.page is not None:
+            await self._request(Kind.PAGE, self._client.open_page())
         await self._request(Kind.LOAD, self._open_chat())
         # Read a while before saying anything, like someone who just opened the page.
         if await self._pause(leaving, self._rng.uniform(1.0, self._pacing.mean_post_interval)):
@@ -97,14 +105,15 @@ class Person:
             return 0.0
         return min(LONGEST_BACKOFF_SECONDS, 2.0**self._failures_in_a_row) * self._rng.uniform(0.5, 1.0)
 
-    @staticmethod
-    async def _pause(leaving: asyncio.Event, seconds: float) -> bool:
-        """Wait, or return True at once when the person is leaving."""
+    async def _pause(self, leaving: asyncio.Event, seconds: float) -> bool:
+        """Wait; True (at once) when the run is over or this person's visit is."""
+        if self._visit_ends is not None:
+            seconds = min(seconds, max(0.0, self._visit_ends - time.monotonic()))
         try:
             await asyncio.wait_for(leaving.wait(), seconds)
             return True
         except asyncio.TimeoutError:
-            return False
+            return self._visit_ends is not None and time.monotonic() >= self._visit_ends
 
     async def _request(self, kind: Kind, action: Awaitable[None]) -> bool:
         started = time.monotonic()

@@ -47,7 +47,8 @@ class LoadRun:
         self._rng = random.Random(seed)
         self._stop = asyncio.Event()
         self._started = time.monotonic()
-        self._people: list[Person] = []
+        self._people: list[Person] = []  # in the chat now
+        self._visits = 0  # people who came, including those who left
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -114,12 +115,13 @@ class LoadRun:
 
     async def _chat(self, target: ApiTarget, deadline: float | None) -> None:
         leaving = asyncio.Event()
-        visits: list[asyncio.Task[None]] = []
 
-        async def let_people_in() -> None:
-            for index in range(1, self.settings.loadgen_users + 1):
+        async def seat() -> None:
+            # One place in the chat, taken by one person after another.
+            while not leaving.is_set():
+                self._visits += 1
                 person = Person(
-                    chatter.person_name(index, self._rng),
+                    chatter.person_name(self._visits, self._rng),
                     ChatClient(target, self.settings.loadgen_request_timeout_seconds),
                     self.ledger,
                     self.measurements,
@@ -127,16 +129,26 @@ class LoadRun:
                     random.Random(self._rng.random()),
                 )
                 self._people.append(person)
-                visits.append(asyncio.create_task(person.visit(leaving), name=f"visit {person.name}"))
                 self.measurements.people.set(len(self._people))
+                await person.visit(leaving, self._stay_seconds())
+                if leaving.is_set():
+                    return  # stays, stream open, until the messages on their way have arrived
+                await person.close()
+                self.ledger.leave(person.name)
+                self._people.remove(person)
+
+        async def let_people_in() -> None:
+            for _ in range(self.settings.loadgen_users):
+                seats.append(asyncio.create_task(seat()))
                 await asyncio.sleep(1 / self.settings.loadgen_spawn_rate)
 
+        seats: list[asyncio.Task[None]] = []
         spawner = asyncio.create_task(let_people_in())
         await self._until(deadline)
         spawner.cancel()
         leaving.set()
         log.info("the run is over: people stop talking; requests in flight finish")
-        await asyncio.gather(spawner, *visits, return_exceptions=True)
+        await asyncio.gather(spawner, *seats, return_exceptions=True)
         drain_until = time.monotonic() + DRAIN_SECONDS
         while self.ledger.outstanding and time.monotonic() < drain_until:
             await asyncio.sleep(0.05)
@@ -145,6 +157,13 @@ class LoadRun:
         await asyncio.gather(*(person.close() for person in self._people), return_exceptions=True)
         self.measurements.people.set(0)
 
+    def _stay_seconds(self) -> float | None:
+        mean = self.settings.loadgen_visit_seconds
+        if not mean:
+            return None
+        # Exponential, like arrivals at a chat; never so short that the page load is all there is.
+        return max(mean / 10, self._rng.expovariate(1 / mean))
+
     # ---- reporting ----------------------------------------------------------------------
 
     def _log_plan(self) -> None:
@@ -152,9 +171,11 @@ class LoadRun:
         length = f"for {s.loadgen_duration_seconds:g} s" if s.loadgen_duration_seconds else "until stopped"
         log.info(
             "loadgen: %d simulated people against %s %s; each sends a message every %.0f s on average "
-            "(about %.1f messages/s in all), joining %g per second; metrics on :%d/metrics",
+            "(about %.1f messages/s in all), joining %g per second, staying %s; metrics on :%d/metrics",
             s.loadgen_users, s.loadgen_target_url, length, s.loadgen_post_interval_seconds,
-            s.loadgen_users / s.loadgen_post_interval_seconds, s.loadgen_spawn_rate, s.loadgen_port,
+            s.loadgen_users / s.loadgen_post_interval_seconds, s.loadgen_spawn_rate,
+            f"{s.loadgen_visit_seconds:g} s on average" if s.loadgen_visit_seconds else "for the whole run",
+            s.loadgen_port,
         )
 
     async def _report_every(self, seconds: float) -> None:
@@ -208,7 +229,8 @@ class LoadRun:
             "target": self.settings.loadgen_target_url,
             "api": str(self.target.base) if self.target else None,
             "duration_seconds": round(time.monotonic() - self._started, 2),
-            "people": len(self._people),
+            "people": self._visits,
+            "users": self.settings.loadgen_users,
             "requests": requests,
             "messages_sent": requests[Kind.POST]["ok"] + requests[Kind.STATS]["ok"],
             "deliveries": {"missed": total.missed, **{"delivered" if k == "count" else k: v

@@ -137,18 +137,25 @@ def test_twenty_people_for_ten_seconds_agree_with_what_the_api_stored(tmp_path: 
     assert 'loadgen_window_seconds{"measure": "post", "quantile": "0.95"}' in midway
 
 
-def test_the_api_is_found_through_the_page(tmp_path: Path) -> None:
+def test_through_the_page_people_come_and_go(tmp_path: Path) -> None:
     # ROLE=all serves the page with API_URL=/api: the base is /api/, as the browser resolves it.
+    # Short visits: whoever leaves is replaced by someone who loads the page again.
     port = free_port()
     with running_role("all", tmp_path, env={"CRAWLER_SOURCE_URL": "http://127.0.0.1:9"}, wait_path="/") as app:
         process = start_loadgen(
-            loadgen_env(app.url + "/", port, LOADGEN_USERS="4", LOADGEN_DURATION_SECONDS="5"), tmp_path
+            loadgen_env(app.url + "/", port, LOADGEN_USERS="4", LOADGEN_DURATION_SECONDS="8",
+                        LOADGEN_VISIT_SECONDS="2"),
+            tmp_path,
         )
         status, report = finish(process, tmp_path, timeout=60)
         stored = all_messages(app.url + "/api")
     assert status == 0, (tmp_path / "loadgen.log").read_text()
     assert report["api"] == app.url + "/api/"
+    assert report["people"] > 4 and report["users"] == 4
+    assert report["requests"]["page"]["ok"] == report["requests"]["load"]["ok"] == report["people"]
     assert report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    # Those who left are not expected to see what was said after they did.
+    assert report["deliveries"]["missed"] == 0 and report["error_rate"] == 0
 
 
 def test_a_dead_api_is_reported_and_exits_1(tmp_path: Path) -> None:
