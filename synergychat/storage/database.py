@@ -30,6 +30,10 @@ async def open_database(path: str | Path | None, migrations: Sequence[str]) -> a
     target = str(path) if path else MEMORY
     if target != MEMORY:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
+        # Opened once here first: when aiosqlite fails to open a file, its worker thread
+        # outlives the failure and later reports to a closed event loop (a second,
+        # confusing traceback after the real error).
+        sqlite3.connect(target).close()
     conn = await aiosqlite.connect(target)
     try:
         conn.row_factory = aiosqlite.Row

@@ -260,7 +260,8 @@ class Podman:
     ) -> tuple[str, int | None]:
         """Run a role the hardened way: read-only root, non-root, data on volumes.
 
-        The user is the image's unless ``user`` ("UID:GID") names another.
+        The user is the image's (10001, as our manifests set it: the image itself
+        starts as root) unless ``user`` ("UID:GID") names another.
         """
         port = free_port() if publish else None
         args = [
@@ -274,8 +275,7 @@ class Podman:
         ]
         if alias:
             args += ["--network-alias", alias]
-        if user:
-            args += ["--user", user]
+        args += ["--user", user or f"{APP_UID}:{APP_UID}"]
         if role is not None:
             args += ["-e", f"ROLE={role}"]
         for key, value in (env or {}).items():
