@@ -570,7 +570,7 @@
     try {
       const page = await requestJson(messagesUrl({ limit: PAGE_SIZE }));
       if (state.legacy) return;
-      if (page.some((message) => !hasId(message))) startLegacy(page);
+      if (page.some((message) => !hasId(message))) startLegacy(page, true);
       else addMessages(page);
       if (state.noStream) {
         hideBanner();
@@ -589,7 +589,8 @@
   }
 
   // The original api: messages have no id, and every answer is the whole history.
-  function startLegacy(page) {
+  // `speak`: found after load (an api empty then), so what it holds is news.
+  function startLegacy(page, speak = false) {
     state.legacy = true;
     if (state.source) state.source.close();
     state.source = null;
@@ -599,7 +600,7 @@
     state.ids = [];
     ui.list.replaceChildren();
     updateOlderButton();
-    renderLegacy(page, false);
+    renderLegacy(page, speak);
     hideBanner();
     setStatus('polling');
     schedule(pollLegacy, LEGACY_POLL_MS);
@@ -751,7 +752,7 @@
         renderLegacy(page, true, true);
       } else if (page.some((message) => !hasId(message))) {
         // Sent to the original api (it was empty when the page loaded, so nothing told it apart).
-        startLegacy(page);
+        startLegacy(page, true);
         scrollToBottom();
       } else {
         addMessages(page, 'own');
