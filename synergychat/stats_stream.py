@@ -75,6 +75,12 @@ class StatsDownloads:
                 # The first page before the headers: a database that fails here is still a 503.
                 first = await anext(pages, b"")
                 return await self._stream(request, first, pages)
+        except asyncio.CancelledError:
+            # A server run with handler_cancellation (aiohttp's test server) cancels the
+            # handler when its client goes away: the same event, said the same way.
+            if request.transport is None or request.transport.is_closing():
+                log.info("GET %s: the client went away", request.path_qs)
+            raise
         finally:
             self.active -= 1
 
