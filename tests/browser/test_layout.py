@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.processes import RunningRole
 
@@ -69,3 +69,108 @@ def test_fits_the_screen(
     assert send_box is not None and send_box["height"] >= 40 and send_box["width"] >= 44
     screenshot(page, tmp_path, "phone" if viewport == PHONE else "desktop")
     watched.assert_clean()
+
+
+# ---- larger text, zoom, less motion ----
+
+# Elements that clip what they hold (overflow hidden or clip) and hold more than they show.
+# Inputs scroll their own text; visually hidden text (1 px boxes) is meant to be off screen.
+CLIPPED = """() => [...document.querySelectorAll('body *')].filter((e) => {
+  if (e.matches('input, textarea') || e.clientWidth <= 1 || e.clientHeight <= 1) return false;
+  if (e.closest('[hidden]')) return false;
+  const style = getComputedStyle(e);
+  const clips = (value) => value === 'hidden' || value === 'clip';
+  return (clips(style.overflowX) && e.scrollWidth > e.clientWidth + 1) ||
+         (clips(style.overflowY) && e.scrollHeight > e.clientHeight + 1);
+}).map((e) => e.id || e.className || e.tagName)"""
+
+
+def set_default_text_size(page: Page, pixels: int) -> None:
+    """What a reader's browser setting does: the default (medium) font size, here 16 px."""
+    session = page.context.new_cdp_session(page)
+    session.send("Page.enable")
+    session.send("Page.setFontSizes", {"fontSizes": {"standard": pixels, "fixed": pixels * 13 // 16}})
+
+
+def expect_usable(page: Page) -> None:
+    """Nothing sideways, nothing cut off, every control and the newest message within reach."""
+    assert horizontal_overflow(page) <= 0
+    assert page.evaluate(CLIPPED) == []
+    for control in (
+        page.get_by_label("Username", exact=True),
+        page.get_by_label("Message", exact=True),
+        page.get_by_role("button", name="Send", exact=True),
+        page.get_by_text("for book stats"),
+        page.locator(".msg-text").last,
+    ):
+        control.scroll_into_view_if_needed()
+        expect(control).to_be_in_viewport()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_text_at_twice_the_size(
+    viewport: dict[str, int],
+    start_role: Callable[..., RunningRole],
+    open_page: Callable[..., WatchedPage],
+    tmp_path: Path,
+) -> None:
+    role = start_role("all", env=quiet_crawler_env())
+    seed_conversation(role.url + "/api")
+    watched = open_page(role.url + "/", viewport=viewport, before_load=lambda page: set_default_text_size(page, 32))
+    page = watched.page
+    expect_live(page)
+    # The page's text follows the reader's setting (15 px at the usual 16 px).
+    assert page.evaluate("getComputedStyle(document.body).fontSize") == "30px"
+    send(page, "ann", "and one from this page")
+    expect_sent(page, "and one from this page")
+    expect_usable(page)
+    screenshot(page, tmp_path, "text-200-" + ("phone" if viewport == PHONE else "desktop"))
+    watched.assert_clean()
+
+
+@pytest.mark.parametrize("zoom", [2, 4])
+def test_zoomed_in(
+    zoom: int, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage], browser: Browser,
+    tmp_path: Path,
+) -> None:
+    # Browser zoom on a 1280x800 screen: fewer, larger CSS pixels (400 % is WCAG's reflow case).
+    role = start_role("all", env=quiet_crawler_env())
+    seed_conversation(role.url + "/api")
+    context = browser.new_context(viewport={"width": 1280 // zoom, "height": 800 // zoom}, device_scale_factor=zoom)
+    try:
+        page = context.new_page()
+        page.goto(role.url + "/")
+        expect_live(page)
+        expect_usable(page)
+        screenshot(page, tmp_path, f"zoom-{zoom * 100}")
+    finally:
+        context.close()
+
+
+def test_reduced_motion_stills_the_page(
+    start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+) -> None:
+    role = start_role("all", env=quiet_crawler_env())
+
+    def open_connecting(reduce: bool) -> Page:
+        # "Connecting…" pulses: the stream is held unanswered, as a buffering proxy would.
+        def prepare(page: Page) -> None:
+            page.emulate_media(reduced_motion="reduce" if reduce else "no-preference")
+            page.route("**/messages/stream*", lambda route: None)
+
+        page = open_page(role.url + "/", before_load=prepare).page
+        expect(page.get_by_role("status")).to_have_text("Connecting…")
+        page.get_by_role("button", name="Send", exact=True).hover()
+        return page
+
+    moving = open_connecting(reduce=False)
+    # Without the preference there is motion, so the check below can fail.
+    assert moving.evaluate("document.getAnimations().length") > 0
+
+    still = open_connecting(reduce=True)
+    assert still.evaluate("document.getAnimations().length") == 0
+    transitions = still.evaluate(
+        "[...document.querySelectorAll('*')].map(e => getComputedStyle(e).transitionDuration)"
+        ".filter(d => d.split(',').some(part => parseFloat(part) > 0))"
+    )
+    assert transitions == []
