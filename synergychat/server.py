@@ -43,6 +43,9 @@ LISTEN_BACKLOG = 128
 # the crawler's client connections and logs.
 RESERVED_DESCRIPTORS = 2 * LISTEN_BACKLOG
 REFUSAL_LOG_SECONDS = 10.0
+# On shutdown: how long a keep-alive connection may still bring a request (answered,
+# with "Connection: close") before the idle ones are closed.
+IDLE_GRACE_SECONDS = 0.5
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/api/healthz", "/api/readyz", "/crawler/healthz", "/crawler/readyz"})
 # A request marked so is logged at DEBUG: refusals at a limit are counted and reported
 # in one line now and then, not one line each.
@@ -161,6 +164,11 @@ class GuardedRequestHandler(RequestHandler):
         return response
 
     @property
+    def waiting(self) -> bool:
+        """Between requests: nothing received that isn't answered."""
+        return not self._request_in_progress and not self._messages
+
+    @property
     def idle(self) -> bool:
         """Kept alive between requests: it has been answered and waits for another."""
         return self._request_count > 0 and not self._request_in_progress and not self._messages
@@ -178,17 +186,40 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class CappedServer(web.Server):
-    """aiohttp's server, holding at most ``max_connections`` connections open."""
+    """aiohttp's server, holding at most ``max_connections`` connections open, and
+    shutting down without leaving a request it has read unanswered.
+
+    aiohttp closes idle keep-alive connections the moment shutdown starts and drops
+    what arrives on them after; a client that had just sent its next request gets no
+    answer. Here every response from then on says ``Connection: close``, a request
+    that arrives within ``IDLE_GRACE_SECONDS`` is still answered, and only then are
+    the connections still idle closed.
+    """
 
     def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
+        self.shutting_down = False
         self._refused = 0
         self._evicted = 0
         self._last_report = 0.0
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def pre_shutdown(self) -> None:
+        # Not aiohttp's close-all-idle-now: see the class's comment.
+        self.shutting_down = True
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        grace_ends = loop.time() + IDLE_GRACE_SECONDS
+        while self._connections and loop.time() < grace_ends:
+            await asyncio.sleep(0.02)
+        for handler in list(self._connections):
+            if isinstance(handler, GuardedRequestHandler) and handler.waiting:
+                handler.close()
+        await super().shutdown(timeout)
 
     def make_room(self) -> bool:
         """True if a new connection may be served (closing an idle one if need be)."""
@@ -253,13 +284,19 @@ class ChatAppRunner(web.AppRunner):
         )
 
 
-async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
+async def _prepare_response(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER_NAME
+    server = request.protocol._manager
+    if isinstance(server, CappedServer) and server.shutting_down:
+        # The client must be told, or it sends its next request into a closing socket.
+        # (aiohttp has written the Connection header already when this signal runs.)
+        response.force_close()
+        response.headers["Connection"] = "close"
 
 
 async def serve(app: web.Application, port: int, max_connections: int, shutdown_timeout: float) -> None:
     """Serve ``app`` on ``port`` until SIGTERM or SIGINT, then shut down gracefully."""
-    app.on_response_prepare.append(_name_server)
+    app.on_response_prepare.append(_prepare_response)
     cap = connection_cap(max_connections, raise_open_file_limit())
     app[MAX_STREAMS] = stream_cap(cap)
     runner = ChatAppRunner(app, max_connections=cap, shutdown_timeout=shutdown_timeout)
