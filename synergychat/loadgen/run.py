@@ -27,7 +27,7 @@ from ..settings import LoadgenSettings
 from . import chatter
 from .client import ChatClient, failure_reason, new_session
 from .ledger import DeliveryLedger
-from .measure import Kind, Measurements, Tally
+from .measure import Kind, Latencies, Measurements, Tally
 from .person import Pacing, Person
 from .target import ApiTarget, TargetError, find_api
 
@@ -36,6 +36,10 @@ log = logging.getLogger("synergychat.loadgen")
 # Messages still on their way when the run ends get this long to arrive.
 DRAIN_SECONDS = 10.0
 FIND_RETRY_SECONDS = (2.0, 60.0)  # first and longest pause between attempts to find the api
+# Past these, the generator's own queueing shows in what it measures (it runs on one core).
+SATURATED_CPU_SHARE = 0.8
+SATURATED_LAG_SECONDS = 0.05
+LAG_PROBE_SECONDS = 0.1
 
 
 class LoadRun:
@@ -49,6 +53,8 @@ class LoadRun:
         self._started = time.monotonic()
         self._people: list[Person] = []  # in the chat now
         self._visits = 0  # people who came, including those who left
+        self._window_lag = Latencies()
+        self._run_lag = Latencies()
 
     # ---- the run -----------------------------------------------------------------------
 
@@ -68,13 +74,15 @@ class LoadRun:
         deadline = self._started + duration if duration else None
         self._log_plan()
         reporter = asyncio.create_task(self._report_every(self.settings.loadgen_report_seconds))
+        lag_watch = asyncio.create_task(self._watch_own_lag())
         try:
             self.target = await self._find_target(deadline)
             if self.target is not None:
                 await self._chat(self.target, deadline)
         finally:
             reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            lag_watch.cancel()
+            await asyncio.gather(reporter, lag_watch, return_exceptions=True)
         summary = self.summary()
         self._log_summary(summary)
         print(json.dumps(summary), flush=True)
@@ -180,9 +188,30 @@ class LoadRun:
 
     async def _report_every(self, seconds: float) -> None:
         while True:
+            cpu, wall = time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)
             self.ledger.expire(time.monotonic())
-            log.info("%s", self._window_line(self.measurements.take_window()))
+            line = self._window_line(self.measurements.take_window())
+            share = (time.process_time() - cpu) / (time.monotonic() - wall)
+            lag = self._window_lag.quantile(0.99) or 0.0
+            self._window_lag = Latencies()
+            if share > SATURATED_CPU_SHARE or lag > SATURATED_LAG_SECONDS:
+                log.warning(
+                    "%s | the load generator itself is busy (%.0f %% of a core, its clock late by up to %.0f ms): "
+                    "its latencies include its own delays; run fewer people per generator",
+                    line, share * 100, lag * 1000,
+                )
+            else:
+                log.info("%s", line)
+
+    async def _watch_own_lag(self) -> None:
+        """How late this process's event loop wakes up: a busy generator measures itself, not the chat."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            late = max(0.0, time.monotonic() - before - LAG_PROBE_SECONDS)
+            self._window_lag.add(late)
+            self._run_lag.add(late)
 
     def _window_line(self, window: Tally) -> str:
         def percentiles(latencies: Any) -> str:
@@ -229,6 +258,11 @@ class LoadRun:
             "target": self.settings.loadgen_target_url,
             "api": str(self.target.base) if self.target else None,
             "duration_seconds": round(time.monotonic() - self._started, 2),
+            # The generator's own load: numbers measured by a saturated generator are its own delays.
+            "generator": {
+                "cpu_share": round(time.process_time() / max(1e-9, time.monotonic() - self._started), 3),
+                "loop_lag_p99_ms": round((self._run_lag.quantile(0.99) or 0.0) * 1000, 2),
+            },
             "people": self._visits,
             "users": self.settings.loadgen_users,
             "requests": requests,
@@ -264,6 +298,11 @@ class LoadRun:
         log.info(
             "summary: delivery (sent -> on another person's stream) p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
             delivery["p50_ms"], delivery["p95_ms"], delivery["p99_ms"], delivery["max_ms"],
+        )
+        generator = summary["generator"]
+        log.info(
+            "summary: the load generator used %.0f %% of a core; its event loop was late by up to %s ms (p99)",
+            generator["cpu_share"] * 100, generator["loop_lag_p99_ms"],
         )
         for failure, count in summary["failures"].items():
             log.info("summary: failed %s x%d", failure, count)
