@@ -1,120 +1,334 @@
-"""Load the api's /messages over 127.0.0.1 and print throughput and latency.
+"""The api under load, against aiohttp's own ceiling, measured in one run.
 
-Starts a real ``--role api`` process on a database prefilled with 1k and then
-100k messages, drives it with its own aiohttp client (bounded in time), prints
-requests/s with p50/p99 latency per phase, and stops. GET /healthz is measured
-in the same run as the baseline: the ratios say what the database costs on top
-of the framework on this (noisy) machine.
+Starts aiohttp's hello world (the ceiling) and then a real ``--role api`` on a
+database seeded straight to each size (1k, 100k, 1M messages by default), drives
+each with wrk (or, without wrk, a small aiohttp client: it says which), and
+prints req/s, p50/p99 latency and RSS, with the ratios to the ceiling. Server and
+load generator are pinned to different cores when there are two or more. Then the
+live fan-out: 1,000 and 5,000 open streams, a message posted every 100 ms, the
+delay until every stream has it (p50/p99), the POST's own latency meanwhile, and
+RSS before, with and after the streams. Last, cold start to ready and idle RSS
+of each role. Every figure is the median of ``--runs`` runs.
 
-    .venv/bin/python bench/api_load.py [--seconds 5] [--concurrency 32] [--runs 3]
+    .venv/bin/python bench/api_load.py [--seconds 5] [--runs 3] [--sizes 1000,100000,1000000]
+                                       [--streams 1000,5000] [--original-api PATH]
+
+``--original-api`` takes a binary of the original Go api; it is seeded with the
+same messages as a JSON file (its own format) and measured beside ours.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from synergychat.storage.messages import MESSAGE_MIGRATIONS  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.processes import running_role  # noqa: E402
-
-Request = Callable[[aiohttp.ClientSession, str, int], Awaitable[int]]
-
-
-async def get_healthz(session: aiohttp.ClientSession, url: str, n: int) -> int:
-    async with session.get(url + "/healthz") as response:
-        await response.read()
-        return response.status
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"AuthorUsername": "bench", "Text": "a benchmark message, about as long as a chat line"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
 
 
-async def get_messages(session: aiohttp.ClientSession, url: str, n: int) -> int:
-    async with session.get(url + "/messages") as response:
-        await response.read()
-        return response.status
+@dataclass
+class Result:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
 
 
-async def post_message(session: aiohttp.ClientSession, url: str, n: int) -> int:
-    body = {"AuthorUsername": f"bench{n % 50}", "Text": f"benchmark message number {n}"}
-    async with session.post(url + "/messages", json=body) as response:
-        await response.read()
-        return response.status
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-async def drive(url: str, request: Request, seconds: float, concurrency: int) -> tuple[float, float, float, int]:
-    latencies: list[float] = []
-    failures = 0
-    counter = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal failures, counter
-        while time.perf_counter() < deadline:
-            counter += 1
-            started = time.perf_counter()
-            status = await request(session, url, counter)
-            latencies.append(time.perf_counter() - started)
-            if status >= 400:
-                failures += 1
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    p50 = latencies[len(latencies) // 2] * 1000
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return len(latencies) / elapsed, p50, p99, failures
+def pinned(core: int | None, command: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *command] if core is not None else list(command)
 
 
-def prefill(db: Path, total: int) -> None:
-    """Top the database up to ``total`` messages (the api created the schema)."""
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.005)
+    raise TimeoutError(url)
+
+
+@contextmanager
+def server(command: Sequence[str], ready_url: str, env: dict[str, str], core: int | None) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        pinned(core, command), cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(ready_url, process)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def api_command() -> list[str]:
+    return [sys.executable, "-m", "synergychat", "--role", "api"]
+
+
+def api_env(port: int, db: Path) -> dict[str, str]:
+    return {"ROLE": "api", "API_PORT": str(port), "API_DB_FILEPATH": str(db), "PYTHONUNBUFFERED": "1"}
+
+
+def seed_sqlite(db: Path, count: int) -> None:
+    """Our schema, then ``count`` messages inserted straight into it."""
+    db.unlink(missing_ok=True)
     with sqlite3.connect(db) as conn:
-        (have,) = conn.execute("SELECT COUNT(*) FROM messages").fetchone()
+        for number, step in enumerate(MESSAGE_MIGRATIONS, start=1):
+            conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
         conn.executemany(
             "INSERT INTO messages (author_username, text, created_at) VALUES (?, ?, ?)",
-            ((f"user{n % 100}", f"prefilled message {n} " + "x" * 60, "2026-01-01T00:00:00.000Z")
-             for n in range(have, total)),
+            ((f"user{n % 100}", f"seeded message {n}: " + "lorem ipsum " * 5, "2026-01-01T00:00:00.000Z") for n in range(count)),
         )
+
+
+def seed_original_json(path: Path, count: int) -> None:
+    messages = [{"AuthorUsername": f"user{n % 100}", "Text": f"seeded message {n}: " + "lorem ipsum " * 5} for n in range(count)]
+    path.write_text(json.dumps(messages))
+
+
+def parse_wrk(output: str) -> Result:
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value.strip()).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = ms(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = ms(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
+        errors += sum(int(group) for group in match.groups())
+    return Result(rate, p50, p99, errors)
+
+
+class Load:
+    """wrk when installed, else our own client; pinned to the load core."""
+
+    def __init__(self, core: int | None, seconds: float, connections: int, runs: int, lua: Path) -> None:
+        self.core, self.seconds, self.connections, self.runs, self.lua = core, seconds, connections, runs, lua
+        self.wrk = shutil.which("wrk")
+
+    @property
+    def tool(self) -> str:
+        return "wrk" if self.wrk else "its own aiohttp client (wrk is not installed)"
+
+    def once(self, url: str, post: bool) -> Result:
+        if self.wrk:
+            command = [self.wrk, "-t1", f"-c{self.connections}", f"-d{self.seconds:g}s", "--latency", url]
+            if post:
+                command[1:1] = ["-s", str(self.lua)]
+            output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
+            return parse_wrk(output)
+        command = [sys.executable, str(REPO / "bench" / "load_client.py"), url, str(self.seconds), str(self.connections)]
+        if post:
+            command.append("--post")
+        output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
+        return Result(*json.loads(output))
+
+    def median(self, url: str, post: bool = False) -> Result:
+        results = [self.once(url, post) for _ in range(self.runs)]
+        return Result(
+            statistics.median(r.rate for r in results),
+            statistics.median(r.p50_ms for r in results),
+            statistics.median(r.p99_ms for r in results),
+            sum(r.errors for r in results),
+        )
+
+
+def row(stored: str, what: str, result: Result, ceiling: float | None, rss: float) -> str:
+    ratio = f"{result.rate / ceiling:.2f}" if ceiling else "-"
+    return (
+        f"{stored:>9} {what:<34} {result.rate:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
+        f" {ratio:>9} {rss:>7.0f} {result.errors:>6}"
+    )
+
+
+def post_json(url: str, text: str) -> tuple[int, float]:
+    body = json.dumps({"AuthorUsername": "fanout", "Text": text}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    started = time.monotonic()
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = json.loads(response.read())
+    return next(m["id"] for m in reversed(page) if m["Text"] == text), (time.monotonic() - started) * 1000
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int, messages: int) -> str:
+    port = free_port()
+    db = tmp / "fanout.sqlite3"
+    seed_sqlite(db, 1000)
+    url = f"http://127.0.0.1:{port}"
+    with server(api_command(), url + "/readyz", api_env(port, db), api_core) as api:
+        idle = rss_mb(api.pid)
+        clients = subprocess.Popen(
+            pinned(load_core, [sys.executable, str(REPO / "bench" / "stream_clients.py"), url + "/messages/stream", str(streams)]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert clients.stdin is not None and clients.stdout is not None
+        assert clients.stdout.readline().strip() == "ready"
+        time.sleep(1)
+        with_streams = rss_mb(api.pid)
+        delays: list[float] = []
+        post_ms: list[float] = []
+        for number in range(messages):
+            sent = time.time()
+            message_id, took = post_json(url + "/messages", f"fan-out {number}")
+            post_ms.append(took)
+            clients.stdin.write(f"wait {message_id}\n")
+            clients.stdin.flush()
+            arrivals = [float(value) for value in clients.stdout.readline().split()]
+            delays += [(arrival - sent) * 1000 for arrival in arrivals]
+            time.sleep(0.1)
+        clients.stdin.write("quit\n")
+        clients.stdin.flush()
+        clients.wait(30)
+        time.sleep(2)
+        after = rss_mb(api.pid)
+    missing = sum(1 for delay in delays if delay != delay)
+    delays = [delay for delay in delays if delay == delay]
+    return (
+        f"{streams:>6} streams: delivery p50 {percentile(delays, 0.5):6.1f} ms  p99 {percentile(delays, 0.99):6.1f} ms"
+        f"  (missed {missing})  POST p50 {percentile(post_ms, 0.5):5.1f} ms  p99 {percentile(post_ms, 0.99):5.1f} ms"
+        f"  RSS idle {idle:.0f} MB, with streams {with_streams:.0f} MB, after {after:.0f} MB"
+    )
+
+
+def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
+    lines = []
+    dead_catalogue = f"http://127.0.0.1:{free_port()}"
+    for role in ("web", "api", "crawler", "all"):
+        times, rss = [], []
+        for run in range(runs):
+            port = free_port()
+            env = {
+                "ROLE": role, "WEB_PORT": str(port), "API_PORT": str(port), "CRAWLER_PORT": str(port),
+                "API_DB_FILEPATH": str(tmp / f"cold-{role}-{run}.sqlite3"),
+                "CRAWLER_DB_PATH": str(tmp / f"cold-{role}-{run}"), "CRAWLER_SOURCE_URL": dead_catalogue,
+            }
+            process = subprocess.Popen(
+                pinned(core, [sys.executable, "-m", "synergychat"]), cwd=REPO, env={**os.environ, **env},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                times.append(wait_ready(f"http://127.0.0.1:{port}/readyz", process))
+                time.sleep(1)
+                rss.append(rss_mb(process.pid))
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(15)
+        lines.append(f"{role:>8}: cold start to ready {statistics.median(times) * 1000:5.0f} ms, idle RSS {statistics.median(rss):4.0f} MB")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3, help="repeats per phase; the median is printed")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is printed")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent connections of the load generator")
+    parser.add_argument("--sizes", default="1000,100000,1000000", help="stored messages, comma-separated")
+    parser.add_argument("--streams", default="1000,5000", help="open streams for the fan-out, comma-separated")
+    parser.add_argument("--fanout-messages", type=int, default=20)
+    parser.add_argument("--original-api", type=Path, help="a binary of the original Go api, measured beside ours")
     args = parser.parse_args()
-    phases: list[tuple[str, Request]] = [
-        ("GET /healthz (baseline)", get_healthz),
-        ("GET /messages", get_messages),
-        ("POST /messages", post_message),
-    ]
-    print(f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per run, median of {args.runs} runs")
-    print(f"{'stored':>8}  {'phase':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>11} {'errors':>6}")
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "messages.sqlite3"
-        for stored in (1_000, 100_000):
-            with running_role("api", Path(tmp), env={"API_DB_FILEPATH": str(db)}):
-                pass  # first start creates the schema
-            prefill(db, stored)
-            with running_role("api", Path(tmp), env={"API_DB_FILEPATH": str(db)}) as api:
-                baseline = None
-                for name, request in phases:
-                    runs = [asyncio.run(drive(api.url, request, args.seconds, args.concurrency)) for _ in range(args.runs)]
-                    rate = statistics.median(r[0] for r in runs)
-                    p50 = statistics.median(r[1] for r in runs)
-                    p99 = statistics.median(r[2] for r in runs)
-                    errors = sum(r[3] for r in runs)
-                    baseline = baseline or rate
-                    print(f"{stored:>8}  {name:<24} {rate:>8.0f} {p50:>8.1f} {p99:>8.1f} {rate / baseline:>10.2f}x {errors:>6}")
+
+    cores = sorted(os.sched_getaffinity(0))
+    has_taskset = shutil.which("taskset") is not None
+    server_core, load_core = (cores[0], cores[1]) if len(cores) >= 2 and has_taskset else (None, None)
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = Path(directory)
+        lua = tmp / "post.lua"
+        lua.write_text(POST_LUA)
+        load = Load(load_core, args.seconds, args.connections, args.runs, lua)
+        where = f"server on core {server_core}, load on core {load_core}" if server_core is not None else "not pinned"
+        print(f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}")
+        print(f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ceiling':>9} {'RSS MB':>7} {'errors':>6}")
+
+        port = free_port()
+        with server([sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)], f"http://127.0.0.1:{port}/", {}, server_core) as hello:
+            ceiling = load.median(f"http://127.0.0.1:{port}/")
+            print(row("-", "aiohttp hello world (ceiling)", ceiling, ceiling.rate, rss_mb(hello.pid)), flush=True)
+
+        for size in (int(value) for value in args.sizes.split(",") if value):
+            db = tmp / "messages.sqlite3"
+            seed_sqlite(db, size)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            label = f"{size:,}"
+            with server(api_command(), url + "/readyz", api_env(port, db), server_core) as api:
+                for what, path, post in (
+                    ("GET /healthz", "/healthz", False),
+                    ("GET /messages (latest 100)", "/messages", False),
+                    ("GET /messages?before= (middle)", f"/messages?before={max(size // 2, 1)}", False),
+                    ("POST /messages (durable)", "/messages", True),
+                ):
+                    result = load.median(url + path, post)
+                    print(row(label, what, result, ceiling.rate, rss_mb(api.pid)), flush=True)
+            if args.original_api:
+                seed_original_json(tmp / "original.json", size)
+                env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}
+                with server([str(args.original_api)], url + "/healthz", env, server_core) as original:
+                    for what, post in (("original: GET /messages (all)", False), ("original: POST /messages", True)):
+                        result = load.median(url + "/messages", post)
+                        print(row(label, what, result, ceiling.rate, rss_mb(original.pid)), flush=True)
+
+        print("\nlive fan-out (a message every 100 ms; delay from POST sent to arrival on every stream)")
+        for streams in (int(value) for value in args.streams.split(",") if value):
+            print(fan_out(server_core, load_core, tmp, streams, args.fanout_messages), flush=True)
+
+        print("\ncold start (spawn to /readyz 200) and idle RSS, per role")
+        for line in cold_starts(server_core, tmp, args.runs):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
