@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -80,3 +81,20 @@ def client_gone(request: web.Request) -> bool:
 def unexpected(request: web.Request, exc: Exception) -> web.Response:
     log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
     return json_error(500, "internal error")
+
+
+async def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
+    """An ``on_response_prepare`` hook: the few errors aiohttp answers before any middleware
+    runs (an ``Expect`` it does not know: 417) come in plain text; make them JSON too."""
+    if response.status < 400 or type(response) is web.StreamResponse or not isinstance(response, web.Response):
+        return
+    if response.content_type == "application/json" or response.body is None:
+        return
+    if not isinstance(response.body, bytes):
+        return  # a payload object (a file): not an error page of aiohttp's
+    text = response.body.decode("utf-8", "replace").strip() or response.reason
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    response.text = json.dumps({"error": text})
+    # This hook runs after aiohttp counted the plain body's length.
+    response.headers["Content-Length"] = str(len(response.text.encode("utf-8")))
