@@ -22,7 +22,7 @@ fi
 scripts/setup.sh --dev
 
 # Order matters for speed only: fast in-process folders first, slow ones last.
-suites=(tests/unit tests/api tests/web tests/crawler tests/process tests/doctor tests/browser tests/deploy)
+suites=(tests/unit tests/api tests/web tests/crawler tests/fuzz tests/process tests/doctor tests/browser tests/deploy)
 present=()
 for suite in "${suites[@]}"; do [[ -d "$suite" ]] && present+=("$suite"); done
 status=0
