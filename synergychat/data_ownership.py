@@ -111,7 +111,7 @@ def _take_ownership(path: DataPath, uid: int, gid: int) -> None:
         log.warning("%s: could not take ownership of %s: %s", path.variable, folder, exc.strerror or exc)
         return
     if changed or missing:
-        log.info("%s: %s now belongs to uid %d (it was created or owned by another user)", path.variable, folder, uid)
+        log.info("%s: %s now belongs to uid %d (created, or another user's)", path.variable, folder, uid)
 
 
 def _chown_if_needed(target: Path, uid: int, gid: int) -> bool:
@@ -147,7 +147,7 @@ def _check_writable(path: DataPath, fs_group: int) -> None:
     if existing != folder and not existing.is_dir():
         raise StartupError(f"{prefix}: {existing} is not a folder, so {folder} cannot be created")
     if os.statvfs(existing).f_flag & os.ST_RDONLY:
-        raise StartupError(f"{prefix}: {existing} is on a read-only filesystem: mount a writable volume there")
+        raise StartupError(f"{prefix}: {existing} is on a read-only filesystem: mount a writable volume")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = f"{folder} cannot be created: " if existing != folder else ""
         raise StartupError(f"{prefix}: {where}{_cannot_write('folder', existing, fs_group)}")

@@ -65,7 +65,8 @@ def rows(path: Path) -> list[tuple[str, str]]:
 
 async def test_an_import_keeps_the_file_as_a_backup_and_happens_once(tmp_path: Path) -> None:
     db = tmp_path / "db.json"
-    raw = json.dumps([{"AuthorUsername": "a", "Text": "one"}, {"AuthorUsername": "b", "Text": "two"}]).encode()
+    messages = [{"AuthorUsername": "a", "Text": "one"}, {"AuthorUsername": "b", "Text": "two"}]
+    raw = json.dumps(messages).encode()
     db.write_bytes(raw)
     # A start killed while building left its half-built database: it is thrown away.
     (tmp_path / f"db.json{BUILDING_SUFFIX}").write_bytes(b"half a database")
