@@ -86,12 +86,10 @@ def unexpected(request: web.Request, exc: Exception) -> web.Response:
 async def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
     """An ``on_response_prepare`` hook: the few errors aiohttp answers before any middleware
     runs (an ``Expect`` it does not know: 417) come in plain text; make them JSON too."""
-    if response.status < 400 or type(response) is web.StreamResponse or not isinstance(response, web.Response):
+    if response.status < 400 or not isinstance(response, web.Response):
         return
-    if response.content_type == "application/json" or response.body is None:
-        return
-    if not isinstance(response.body, bytes):
-        return  # a payload object (a file): not an error page of aiohttp's
+    if response.content_type == "application/json" or not isinstance(response.body, bytes):
+        return  # already JSON, or a payload object (a file): not an error page of aiohttp's
     text = response.body.decode("utf-8", "replace").strip() or response.reason
     response.content_type = "application/json"
     response.charset = "utf-8"

@@ -25,7 +25,9 @@ MESSAGE = {"AuthorUsername": "mallory", "Text": "stored from another site"}
 
 @pytest.fixture
 async def restricted_client(aiohttp_client: Any, tmp_path: Any) -> Any:
-    settings = ApiSettings(api_cors_origins=f"{TRUSTED},http://localhost:8080", api_db_filepath=str(tmp_path / "m.db"))
+    settings = ApiSettings(
+        api_cors_origins=f"{TRUSTED},http://localhost:8080", api_db_filepath=str(tmp_path / "messages.db")
+    )
     return await aiohttp_client(create_api_app(settings, NoCrawlerClient()))
 
 

@@ -27,7 +27,8 @@ LOOK_ALIKES = [
     "craw1er-bot",  # digit one for l
     "crawler-b0t",  # digit zero for o
     "\uff43\uff52\uff41\uff57\uff4c\uff45\uff52\uff0d\uff42\uff4f\uff54",  # fullwidth
-    "\U0001d41c\U0001d42b\U0001d41a\U0001d430\U0001d425\U0001d41e\U0001d42b-\U0001d41b\U0001d428\U0001d42d",  # bold
+    # MATHEMATICAL BOLD letters
+    "\U0001d41c\U0001d42b\U0001d41a\U0001d430\U0001d425\U0001d41e\U0001d42b-\U0001d41b\U0001d428\U0001d42d",
 ]
 
 

@@ -54,7 +54,13 @@ window.attacks = Promise.allSettled([
 </script>
 """
 # ("fetch" itself is a blocked word the api masks.)
-TECHNIQUES = {"no-cors text/plain call", "cors text/plain call", "cors json call", "beacon", "text/plain form"}
+TECHNIQUES = {
+    "no-cors text/plain call",
+    "cors text/plain call",
+    "cors json call",
+    "beacon",
+    "text/plain form",
+}
 
 
 @contextmanager
