@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from ..stats import KeywordCount, KeywordTotals
 from .database import PROBE_BUSY_TIMEOUT_SECONDS, open_database, utc_now_iso
+
+T = TypeVar("T")
 
 
 # The crawler's counts. Books are keyed by their Gutenberg id; a count row exists
@@ -52,6 +58,11 @@ COUNT_MIGRATIONS = (
     ) WITHOUT ROWID;
     CREATE INDEX counts_by_book ON counts (book_id);
     """,
+    # /stats in Count order without sorting every row first: a download streams from
+    # its first milliseconds, and its sort holds only the rows of one count at a time.
+    """
+    CREATE INDEX counts_by_count ON counts (count);
+    """,
 )
 
 
@@ -81,11 +92,19 @@ def _keyword_set(keywords: Sequence[str]) -> str:
     return json.dumps(sorted(set(keywords)), ensure_ascii=False)
 
 
-def _stats_query(columns: str, keywords: Sequence[str], title: str) -> tuple[str, list[object]]:
+def _stats_query(
+    columns: str, keywords: Sequence[str], title: str, in_count_order: bool = False
+) -> tuple[str, list[object]]:
     """The rows of ``/stats`` in their order (``columns`` over ``c`` = counts, ``b`` = books),
-    and the query's parameters."""
+    and the query's parameters.
+
+    ``in_count_order``: walk the counts by the ``count`` index (the planner would rather
+    look the keywords up and sort everything, which is quicker to the last row for one
+    keyword, but nothing comes out until all of it is sorted).
+    """
+    index = " INDEXED BY counts_by_count" if in_count_order else ""
     query = (
-        f"SELECT {columns} FROM counts AS c JOIN books AS b ON b.id = c.book_id"
+        f"SELECT {columns} FROM counts AS c{index} JOIN books AS b ON b.id = c.book_id"
         f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
     )
     params: list[object] = list(keywords)
@@ -96,6 +115,23 @@ def _stats_query(columns: str, keywords: Sequence[str], title: str) -> tuple[str
     query += " ORDER BY c.count, b.title, c.keyword, b.id"
     return query, params
 
+
+# The page cache of a /stats download's own connection, in KiB. SQLite's default is
+# 2 MB a connection: ten downloads held open by clients that don't read took 5-6 MB
+# each. A download reads each page once anyway.
+STREAM_CACHE_KIB = 256
+
+
+def _open_stats_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection for one /stats download (used only in the reader thread)."""
+    conn = sqlite3.connect(path, timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 # One /stats row as SQLite writes it: the JSON object, as bytes (no decode, no re-encode).
 _ROW_JSON = "CAST(json_object('Keyword', c.keyword, 'BookTitle', b.title, 'Count', c.count) AS BLOB)"
@@ -115,13 +151,24 @@ class CountStore:
         self._conn = conn
         self._path = path
         self._lock = asyncio.Lock()
+        # Every /stats download of a file reads in this one thread, page by page in turn.
+        # A thread per download (aiosqlite's way) let ten downloads fight the event loop
+        # for the GIL (sqlite3 lets it go and takes it back for every row): /readyz took
+        # seconds. One thread also caps what downloads cost at about one core.
+        self._reader = ThreadPoolExecutor(1, "synergychat-stats-reader") if path else None
 
     @classmethod
     async def open(cls, path: str | Path | None) -> CountStore:
         return cls(await open_database(path, COUNT_MIGRATIONS), Path(path) if path else None)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
         await self._conn.close()
+
+    async def _in_reader(self, call: Callable[..., T], *args: Any) -> T:
+        assert self._reader is not None
+        return await asyncio.get_running_loop().run_in_executor(self._reader, functools.partial(call, *args))
 
     async def check(self) -> None:
         """Raise unless the file can take a write lock now (readiness).
@@ -285,13 +332,17 @@ class CountStore:
         asking for the next. SQLite writes each row's JSON (no dicts, no ``json.dumps``
         on the event loop) as bytes (no decode, no re-encode).
 
-        ``ORDER BY count`` has no index: the first step sorts every matching row (SQLite
-        spills a big sort to a temporary file), and later pages come from that sort, so
-        a download is one consistent snapshot even while the crawl writes.
+        The rows come in ``count`` index order; SQLite sorts only the rows of one count
+        by title (a few hundred), so the first page is out in milliseconds. A file is
+        read on a connection of its own, whose read transaction is one snapshot for the
+        whole download, however the crawl writes meanwhile.
         """
         if not keywords:
             return
-        query, params = _stats_query(_ROW_JSON, keywords, title)
+        # In memory: sorted whole at the first step (a small database, by nature), so
+        # that the rows written by the crawl on the same connection during a download
+        # are not in it; a file: a snapshot of its own (below), in count order.
+        query, params = _stats_query(_ROW_JSON, keywords, title, in_count_order=self._path is not None)
         if self._path is None:
             # In memory only the store's connection sees the data: take the lock per page.
             async with self._lock:
@@ -309,11 +360,14 @@ class CountStore:
         # A file: a WAL reader of its own, so neither the crawl nor readiness waits for it.
         # The store must be open still (not closing, not lost): it is what readiness reports.
         await self._conn.execute("SELECT 1")
-        async with aiosqlite.connect(self._path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as conn:
-            await conn.execute("PRAGMA query_only = ON")
-            async with conn.execute(query, params) as cursor:
-                while rows := await cursor.fetchmany(rows_per_page):
-                    yield b",".join(row[0] for row in rows)
+        conn = await self._in_reader(_open_stats_reader, self._path)
+        try:
+            cursor = await self._in_reader(conn.execute, query, params)
+            while rows := await self._in_reader(cursor.fetchmany, rows_per_page):
+                yield b",".join(row[0] for row in rows)
+        finally:
+            # In the reader thread too, after any read of it still running there.
+            await self._in_reader(conn.close)
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         """What ``stats`` would sum to, summed by SQLite: per keyword, and the books with a match.
