@@ -85,18 +85,23 @@ export function withParams(base, params) {
 // that forwards /messages only).
 const NO_STREAM_STATUSES = [404, 405];
 
-// EventSource does not show why it gave up: ask the stream URL for its status.
-export async function streamIsMissing(streamUrl) {
+// EventSource does not show why it gave up: ask the stream URL for its status (null when
+// unreachable, or when a 404 comes without CORS headers and the browser hides it).
+export async function streamStatus(streamUrl) {
   const controller = new AbortController();
   try {
     const response = await fetch(streamUrl, { cache: 'no-store', signal: controller.signal });
-    return NO_STREAM_STATUSES.includes(response.status);
+    return response.status;
   } catch {
-    return false; // unreachable, or a 404 without CORS headers: not known to be missing
+    return null;
   } finally {
     // Only the status was wanted: a stream that does answer is not read.
     controller.abort();
   }
+}
+
+export async function streamIsMissing(streamUrl) {
+  return NO_STREAM_STATUSES.includes(await streamStatus(streamUrl));
 }
 
 export function hasId(message) {

@@ -2,7 +2,17 @@
 // (or polls an api without a stream, such as the original Go one), and posts what the user
 // writes. The log (message-log.js), the form (composer.js) and the api (api.js) are modules.
 
-import { ApiError, ConfigError, hasId, readApiUrl, requestJson, resolveApi, streamIsMissing, withParams } from './api.js';
+import {
+  ApiError,
+  ConfigError,
+  hasId,
+  readApiUrl,
+  requestJson,
+  resolveApi,
+  streamIsMissing,
+  streamStatus,
+  withParams,
+} from './api.js';
 import { Composer } from './composer.js';
 import { MessageLog } from './message-log.js';
 
@@ -12,6 +22,9 @@ const LEGACY_POLL_MS = 5000;
 // While the stream is not open (api restarting, a proxy buffering the stream so it never
 // opens, or no stream at all), fetch the latest page this often so the chat keeps moving.
 const FALLBACK_POLL_MS = 5000;
+// Without a stream, ask again this often whether one has appeared (a proxy's 404 that was
+// passing, a rollout from the original api to ours); the original's history ends the asking.
+const STREAM_RECHECK_MS = 60000;
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
 // Wide enough for the help panel to sit beside the chat: open it there, fold it on phones.
@@ -35,6 +48,7 @@ const state = {
   noStream: false, // the stream URL answered 404: poll instead
   source: null,
   fallbackTimer: 0,
+  recheckTimer: 0,
   retryMs: RETRY_MIN_MS,
   timer: 0,
   fallbackPolling: false,
@@ -201,6 +215,18 @@ function useNoStream() {
   setStatus('polling');
   hideBanner();
   pollWhileStreamDown();
+  state.recheckTimer = window.setInterval(recheckStream, STREAM_RECHECK_MS);
+}
+
+async function recheckStream() {
+  if (state.legacy) {
+    window.clearInterval(state.recheckTimer);
+    return;
+  }
+  if ((await streamStatus(state.api.stream)) !== 200 || state.legacy) return;
+  window.clearInterval(state.recheckTimer);
+  state.noStream = false;
+  openStream();
 }
 
 async function resetHistory() {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.support.processes import RunningRole, free_port
 
@@ -235,3 +235,30 @@ def test_api_url_forms(
     send(watched.page, "ann", f"via {api_url}")
     expect_sent(watched.page, f"via {api_url}")
     watched.assert_clean()
+
+
+def test_a_stream_answering_404_is_polled_until_it_comes_back(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
+    # A proxy that forwards /messages but not /messages/stream (for a while): the page polls
+    # instead of "Reconnecting…" forever, and takes the stream up again once it answers.
+    def no_stream(page: Page) -> None:
+        page.clock.install()
+        page.route("**/messages/stream*", lambda route: route.fulfill(status=404, body="404 page not found"))
+
+    watched = open_page(all_role.url + "/", before_load=no_stream)
+    page = watched.page
+    status = page.get_by_role("status")
+    expect(status).to_have_text("Refreshing every 5 s")
+    post_message(all_role.url + "/api", "bob", "found by polling")
+    page.clock.fast_forward(FALLBACK_POLL_MS)
+    expect(message_text(page, "found by polling")).to_have_count(1)
+
+    page.unroute("**/messages/stream*")
+    # The page asks again about once a minute.
+    page.clock.fast_forward(61_000)
+    expect_live(page)
+    post_message(all_role.url + "/api", "bob", "delivered live again")
+    expect(message_text(page, "delivered live again")).to_have_count(1, timeout=LIVE_DELIVERY_MS)
+    assert message_texts(page) == ["found by polling", "delivered live again"]
+    watched.assert_clean(allow=is_failed_request_log)
