@@ -19,7 +19,8 @@ AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 def axe_violations(page: Page) -> list[str]:
     """One line per failing node: rule, impact, selector, and what axe says is wrong."""
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]})
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]}
+    results = Axe().run(page, options=options)
     lines = []
     for violation in results.response["violations"]:
         for node in violation["nodes"]:

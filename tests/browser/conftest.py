@@ -85,9 +85,13 @@ def open_page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) 
     contexts: list[tuple[BrowserContext, WatchedPage]] = []
 
     def open_page(
-        url: str, viewport: dict[str, int] = DESKTOP, before_load: Callable[[Page], None] | None = None
+        url: str,
+        viewport: dict[str, int] = DESKTOP,
+        before_load: Callable[[Page], None] | None = None,
+        device_scale_factor: float = 1,
     ) -> WatchedPage:
-        context = browser.new_context(viewport=viewport)
+        # A device scale factor over 1 with a smaller viewport is what browser zoom does.
+        context = browser.new_context(viewport=viewport, device_scale_factor=device_scale_factor)
         page = context.new_page()
         if before_load is not None:
             before_load(page)

@@ -117,7 +117,9 @@ def test_phone_tab_order_opens_the_help_with_the_keyboard(
     watched.assert_clean()
 
 
-def test_chatting_with_the_keyboard_only(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
+def test_chatting_with_the_keyboard_only(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
     watched = open_page(all_role.url + "/", viewport=DESKTOP)
     page = watched.page
     expect_live(page)
@@ -153,7 +155,9 @@ def test_chatting_with_the_keyboard_only(all_role: RunningRole, open_page: Calla
     watched.assert_clean()
 
 
-def test_new_messages_button_with_the_keyboard(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
+def test_new_messages_button_with_the_keyboard(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
     api = all_role.url + "/api"
     for number in range(40):
         post_message(api, "bob", f"backlog message {number}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.support.processes import RunningRole
 
@@ -116,7 +116,9 @@ def test_text_at_twice_the_size(
 ) -> None:
     role = start_role("all", env=quiet_crawler_env())
     seed_conversation(role.url + "/api")
-    watched = open_page(role.url + "/", viewport=viewport, before_load=lambda page: set_default_text_size(page, 32))
+    watched = open_page(
+        role.url + "/", viewport=viewport, before_load=lambda page: set_default_text_size(page, 32)
+    )
     page = watched.page
     expect_live(page)
     # The page's text follows the reader's setting (15 px at the usual 16 px).
@@ -130,21 +132,18 @@ def test_text_at_twice_the_size(
 
 @pytest.mark.parametrize("zoom", [2, 4])
 def test_zoomed_in(
-    zoom: int, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage], browser: Browser,
-    tmp_path: Path,
+    zoom: int, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage], tmp_path: Path
 ) -> None:
     # Browser zoom on a 1280x800 screen: fewer, larger CSS pixels (400 % is WCAG's reflow case).
     role = start_role("all", env=quiet_crawler_env())
     seed_conversation(role.url + "/api")
-    context = browser.new_context(viewport={"width": 1280 // zoom, "height": 800 // zoom}, device_scale_factor=zoom)
-    try:
-        page = context.new_page()
-        page.goto(role.url + "/")
-        expect_live(page)
-        expect_usable(page)
-        screenshot(page, tmp_path, f"zoom-{zoom * 100}")
-    finally:
-        context.close()
+    viewport = {"width": DESKTOP["width"] // zoom, "height": DESKTOP["height"] // zoom}
+    watched = open_page(role.url + "/", viewport=viewport, device_scale_factor=zoom)
+    page = watched.page
+    expect_live(page)
+    expect_usable(page)
+    screenshot(page, tmp_path, f"zoom-{zoom * 100}")
+    watched.assert_clean()
 
 
 def test_reduced_motion_stills_the_page(
