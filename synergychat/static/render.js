@@ -56,7 +56,8 @@ export function renderMessage(message, me) {
   const avatar = document.createElement('span');
   avatar.className = `avatar ${isBot ? 'avatar-bot' : colorClass(author)}`;
   avatar.setAttribute('aria-hidden', 'true');
-  avatar.textContent = initial(author);
+  // The bot's avatar is a drawn robot head, with no letter.
+  if (!isBot) avatar.textContent = initial(author);
 
   const body = document.createElement('div');
   body.className = 'msg-body';
