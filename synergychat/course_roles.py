@@ -16,8 +16,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .settings import RamHoldSettings
+if TYPE_CHECKING:  # the settings (pydantic) cost testcpu a second of start-up on a busy node
+    from .settings import RamHoldSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+if TYPE_CHECKING:  # imported when needed: testcpu reads no settings and should start at once
+    from pydantic import ValidationError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -68,9 +70,24 @@ def invalid_setting_line(error: ValidationError) -> str:
 
 def run_program_role(name: str) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if os.geteuid() == 0:
+        # Started as root (the image's default; the course's manifests set no user):
+        # run as the image's user, like every role. These roles write no data.
+        from .data_ownership import prepare_data_paths
+        from .settings import StartupError
+
+        try:
+            prepare_data_paths([])
+        except StartupError as error:
+            print(f"synergychat: {error}", file=sys.stderr)
+            return 1
     try:
         program = PROGRAM_ROLES[name]()
-    except ValidationError as error:
+    except Exception as error:
+        from pydantic import ValidationError
+
+        if not isinstance(error, ValidationError):
+            raise
         print(f"synergychat: {invalid_setting_line(error)}", file=sys.stderr)
         return 2
     return program()
