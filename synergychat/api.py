@@ -16,7 +16,7 @@ from . import keys
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
-from .http_errors import ClientError, json_errors
+from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .readiness import Checks, readiness_response
 from .server import MAX_STREAMS, QUIET_ACCESS
@@ -223,6 +223,7 @@ def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Applica
     app[keys.MESSAGE_HUB] = MessageHub()
     app[keys.CORS_POLICY] = cors
     app.on_response_prepare.append(cors.on_response_prepare)
+    app.on_response_prepare.append(plain_errors_as_json)
     app.cleanup_ctx.append(message_store_ctx)
     app.cleanup_ctx.append(crawler_client_ctx)
     app.on_shutdown.append(close_streams)
