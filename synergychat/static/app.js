@@ -36,6 +36,8 @@ const ui = {
   status: byId('status'),
   statusText: byId('status-text'),
   banner: byId('banner'),
+  bannerText: byId('banner-text'),
+  bannerRetry: byId('banner-retry'),
   scroller: byId('scroller'),
   older: byId('load-older'),
   help: byId('help'),
@@ -86,14 +88,17 @@ function setStatus(name) {
   ui.statusText.textContent = STATUS_TEXT[name];
 }
 
-function showBanner(text) {
-  ui.banner.textContent = text;
+// The text is an alert: written only when it changes, so a failing retry is not said again.
+function showBanner(text, retry = '') {
+  if (ui.bannerText.textContent !== text) ui.bannerText.textContent = text;
+  ui.bannerRetry.textContent = retry;
   ui.banner.hidden = false;
 }
 
 function hideBanner() {
   ui.banner.hidden = true;
-  ui.banner.textContent = '';
+  ui.bannerText.textContent = '';
+  ui.bannerRetry.textContent = '';
 }
 
 function nextRetryDelay() {
@@ -131,7 +136,7 @@ async function loadLatest() {
   } catch (error) {
     const delay = nextRetryDelay();
     setStatus('offline');
-    showBanner(`Could not load messages: ${error.message} Retrying in ${Math.round(delay / 1000)} s…`);
+    showBanner(`Could not load messages: ${error.message}`, `Retrying in ${Math.round(delay / 1000)} s…`);
     schedule(loadLatest, delay);
   }
 }

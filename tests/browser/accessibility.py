@@ -34,6 +34,7 @@ def axe_violations(page: Page) -> list[str]:
 #   aria-live on the nearest ancestor wins over a role's implicit value (log and status:
 #   polite, alert: assertive), and aria-live="off" silences a region;
 # - an atomic region (aria-atomic, implicit on status and alert) is said whole;
+# - what is not rendered (hidden) is not said; a region that appears is said whole;
 # - removals are never said (aria-relevant defaults to "additions text").
 # Recording starts once the markup is parsed: nothing that ships in the HTML is "news".
 SPOKEN_RECORDER = """
@@ -55,11 +56,12 @@ SPOKEN_RECORDER = """
     return ['status', 'alert'].includes(region.getAttribute('role'));
   };
   const spokenText = (node) => {
-    if (node.nodeType === 3) return node.parentElement && node.parentElement.closest('[aria-hidden="true"]')
-      ? '' : node.data;
-    if (node.nodeType !== 1 || node.closest('[aria-hidden="true"]')) return '';
-    return node.innerText || '';
+    const element = node.nodeType === 3 ? node.parentElement : node;
+    if (!element || element.nodeType !== 1 || element.closest('[aria-hidden="true"]')) return '';
+    if (!element.checkVisibility()) return '';
+    return node.nodeType === 3 ? node.data : element.innerText || '';
   };
+  const REGIONS = '[aria-live], [role="log"], [role="status"], [role="alert"]';
   const say = (live, text) => {
     const clean = text.replace(/\\s+/g, ' ').trim();
     if (clean) window.__spoken.push({ live, text: clean });
@@ -68,15 +70,24 @@ SPOKEN_RECORDER = """
     const wholeRegions = new Map();
     for (const record of records) {
       const element = record.target.nodeType === 1 ? record.target : record.target.parentElement;
-      const found = element && liveRegion(element);
+      if (!element) continue;
+      if (record.type === 'attributes') {
+        // Shown (hidden removed): the regions it holds appear, and are said whole.
+        if (element.hidden) continue;
+        for (const region of element.querySelectorAll(REGIONS)) {
+          const inner = liveRegion(region);
+          if (inner.live !== 'off') wholeRegions.set(inner.region, inner.live);
+        }
+      }
+      const found = liveRegion(element);
       if (!found || found.live === 'off') continue;
       if (isAtomic(found.region)) {
         wholeRegions.set(found.region, found.live);
       } else if (record.type === 'characterData') {
-        say(found.live, record.target.data);
+        say(found.live, spokenText(record.target));
       } else if (record.type === 'childList') {
         for (const node of record.addedNodes) say(found.live, spokenText(node));
-      } else if (record.type === 'attributes' && !element.hidden) {
+      } else if (record.type === 'attributes') {
         say(found.live, spokenText(element));
       }
     }

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support.processes import RunningRole
+from tests.support.processes import RunningRole, free_port
 
 from .accessibility import chromium_live_regions, record_speech, spoken, spoken_texts
 from .chat import expect_live, expect_sent, message_log, message_text, send
@@ -148,3 +148,20 @@ def test_errors_and_the_length_limit_are_said(
     assert {"live": "assertive", "text": error} in spoken(page)
     assert {"live": "polite", "text": "You have 1 character too many"} in spoken(page)
     watched.assert_clean(allow=is_failed_request_log)
+
+
+def test_a_failing_retry_is_not_said_again(
+    start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    web = start_role("web", env={"API_URL": nowhere})
+    watched = open_page(web.url + "/", before_load=record_speech)
+    page = watched.page
+    banner = page.locator("#banner")
+    expect(banner).to_contain_text("Retrying in 1 s")
+    # The page tries again after 1 s, then 2 s: the countdown is drawn, the alert said once.
+    expect(banner).to_contain_text("Retrying in 4 s", timeout=8000)
+    alerts = [entry for entry in spoken(page) if entry["live"] == "assertive"]
+    assert alerts == [{"live": "assertive", "text": "Could not load messages: Could not reach the chat server."}]
+    assert spoken_texts(page).count("Offline") == 1
+    watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)
