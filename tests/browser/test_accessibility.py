@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.support.processes import RunningRole
+from tests.support.processes import RunningRole, free_port
 
 from .accessibility import axe_violations
 from .chat import expect_live, expect_sent, message_log, message_text, send
@@ -96,14 +96,16 @@ def test_no_axe_violations_in_any_state(
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("problem", ["not configured", "offline"])
 def test_no_axe_violations_with_the_page_wide_error(
-    scheme: str, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+    scheme: str, problem: str, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
 ) -> None:
-    web = start_role("web", env={"API_URL": ""})
+    api_url = "" if problem == "not configured" else f"http://127.0.0.1:{free_port()}"
+    web = start_role("web", env={"API_URL": api_url})
     watched = open_page(web.url + "/", before_load=in_scheme(scheme))
     page = watched.page
     expect(page.locator("#banner")).to_be_visible()
-    expect(page.get_by_role("status")).to_have_text("Not configured")
+    expect(page.get_by_role("status")).to_have_text(problem.capitalize())
     expect(page.get_by_text("No messages yet")).to_be_hidden()
     assert axe_violations(page) == []
-    watched.assert_clean()
+    watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)
