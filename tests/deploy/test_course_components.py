@@ -8,8 +8,10 @@ HPA -> Deployment), with the same hardening the base's pods have.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from yarl import URL
 
 from synergychat.settings import LoadgenSettings, RamHoldSettings
 
-from .conftest import APP_UID, REPO, render, run, tool
+from .conftest import APP_UID, REPO, Podman, get_json, render, run, tool, wait_ready
 from .manifests import Manifests, Workload
 
 COMPONENTS = ("loadgen", "course-autoscaling")
@@ -182,3 +184,63 @@ def test_testram_holds_megabytes_under_its_limit(
 def test_gke_puts_the_components_in_its_namespace(with_components: dict[str, list[dict[str, Any]]]) -> None:
     for doc in added(with_components["gke"]):
         assert doc["metadata"].get("namespace") == "synergychat", f"{doc['kind']} {doc['metadata']['name']}"
+
+
+# ---- the roles in the real image (podman) -----------------------------------------------
+
+
+def container_exit(podman: Podman, name: str, timeout: float = 60) -> int:
+    return int(podman("wait", name, timeout=timeout).stdout.strip().splitlines()[-1])
+
+
+def logs_of(podman: Podman, name: str) -> str:
+    result = podman("logs", name)
+    return result.stdout + result.stderr
+
+
+def wait_for_line(podman: Podman, name: str, fragment: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while fragment not in (text := logs_of(podman, name)):
+        assert time.monotonic() < deadline, f"{fragment!r} not logged by {name} in {timeout} s:\n{text}"
+        time.sleep(0.2)
+    return text
+
+
+@pytest.mark.container
+def test_course_roles_run_as_the_course_runs_them(podman: Podman) -> None:
+    # The course's manifests set no user and no ROLE-specific hardening: the image starts
+    # as root, and both roles must still run as the image's user and stop at once, exit 0.
+    testcpu = podman.container("testcpu", "--read-only", "--cpus", "1", "-e", "ROLE=testcpu")
+    text = wait_for_line(podman, testcpu, "testcpu: keeping")
+    assert "1 CPU core(s) busy with 1 worker process(es)" in text and "a CPU limit of 1 cores" in text
+    users = podman("top", testcpu, "user").stdout.split()[1:]
+    assert users and set(users) == {"synergychat"}, users
+    testram = podman.container("testram", "--read-only", "--memory", "256m", "-e", "ROLE=testram", "-e", "MEGABYTES=64")
+    assert "testram: holding 64 MiB" in wait_for_line(podman, testram, "every page touched")
+    for name in (testcpu, testram):
+        started = time.monotonic()
+        podman("stop", "-t", "10", name)
+        assert time.monotonic() - started < 5
+        assert container_exit(podman, name) == 0
+    missing = podman("run", "--rm", "--read-only", "-e", "ROLE=testram", podman.image, check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == "synergychat: invalid setting MEGABYTES: Field required"
+
+
+@pytest.mark.container
+def test_loadgen_in_the_image_chats_with_an_api_container(podman: Podman) -> None:
+    network = podman.network()
+    _, api_port = podman.app("api", "api", network, alias="api")
+    wait_ready(f"http://127.0.0.1:{api_port}/readyz", describe=podman.logs)
+    loadgen, _ = podman.app(
+        "loadgen", "loadgen", network, publish=False,
+        env={"LOADGEN_TARGET_URL": "http://api:8080", "LOADGEN_USERS": "8", "LOADGEN_DURATION_SECONDS": "8",
+             "LOADGEN_POST_INTERVAL_SECONDS": "2", "LOADGEN_SPAWN_RATE": "8"},
+    )
+    assert container_exit(podman, loadgen) == 0, podman.logs()
+    stdout = podman("logs", loadgen).stdout
+    report = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    status, stored = get_json(f"http://127.0.0.1:{api_port}/messages?limit=1000")
+    assert status == 200
+    assert report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    assert report["deliveries"]["missed"] == 0 and report["error_rate"] == 0
