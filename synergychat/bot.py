@@ -43,7 +43,10 @@ def describe_totals(
             " in books matching your request."
         )
     else:
-        reply = f"Beep boop! I have found {per_keyword.total()} matches so far in books matching your request."
+        reply = (
+            f"Beep boop! I have found {per_keyword.total()} matches so far"
+            " in books matching your request."
+        )
     if per_keyword:
         breakdown = ", ".join(f"{keyword}: {count}" for keyword, count in per_keyword.most_common())
         books = totals["books"]

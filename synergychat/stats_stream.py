@@ -84,7 +84,9 @@ class StatsDownloads:
         finally:
             self.active -= 1
 
-    async def _stream(self, request: web.Request, first: bytes, rest: AsyncIterator[bytes]) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, first: bytes, rest: AsyncIterator[bytes]
+    ) -> web.StreamResponse:
         # No Content-Length (the size is known only at the end): chunked, so a download
         # cut short is visibly incomplete to the client, never a shorter valid array.
         response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})

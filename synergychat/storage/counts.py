@@ -318,7 +318,10 @@ class CountStore:
         query, params = _stats_query("c.keyword, b.title, c.count", keywords, title)
         async with self._lock, self._conn.execute(query, params) as cursor:
             rows = await cursor.fetchall()
-        return [{"Keyword": keyword, "BookTitle": book_title, "Count": count} for keyword, book_title, count in rows]
+        return [
+            {"Keyword": keyword, "BookTitle": book_title, "Count": count}
+            for keyword, book_title, count in rows
+        ]
 
     async def stats_json_pages(
         self, keywords: Sequence[str], title: str, rows_per_page: int
