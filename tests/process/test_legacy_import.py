@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,41 +91,58 @@ def test_ten_thousand_original_messages_are_imported_in_order_and_only_once(tmp_
     assert sorted(p.name for p in db.parent.iterdir() if "original" in p.name) == [backup.name]
 
 
-def test_a_kill_during_the_import_then_a_restart_leaves_every_message_exactly_once(tmp_path: Path) -> None:
-    messages = original_messages(50_000)
-    # SIGKILL after a growing delay, until kills have landed before, during and after the import.
-    seen: dict[str, int] = {"before": 0, "building": 0, "imported": 0}
-    for attempt in range(60):
-        if all(seen.values()) and seen["building"] >= 3:
-            break
-        delay = 0.1 + 0.05 * attempt
-        db = tmp_path / f"attempt-{attempt}" / "db.json"
-        raw = write_original_file(db, messages)
-        building = db.with_name(db.name + BUILDING_SUFFIX)
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "synergychat", "--role", "api"],
-            cwd=REPO,
-            env=role_env({"API_DB_FILEPATH": str(db), "API_PORT": str(port)}),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(delay)
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the api exited before the moment to kill it"
+        assert time.monotonic() < deadline, "the moment to kill never came"
+        time.sleep(0.002)
+
+
+# When to SIGKILL the first start: (what to wait for, then how long after it).
+KILL_MOMENTS = [
+    ("start", 0.2),  # still importing Python: the file untouched
+    ("building", 0.0),  # the database beside it just created
+    ("building", 0.05),
+    ("building", 0.15),
+    ("building", 0.3),
+    ("imported", 0.0),  # just renamed into place, the store not yet open
+]
+
+
+@pytest.mark.parametrize(("moment", "after"), KILL_MOMENTS)
+def test_a_kill_during_the_import_then_a_restart_leaves_every_message_exactly_once(
+    tmp_path: Path, moment: str, after: float
+) -> None:
+    messages = original_messages(20_000)
+    db = tmp_path / "db.json"
+    raw = write_original_file(db, messages)
+    building = db.with_name(db.name + BUILDING_SUFFIX)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synergychat", "--role", "api"],
+        cwd=REPO,
+        env=role_env({"API_DB_FILEPATH": str(db), "API_PORT": str(free_port())}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if moment == "building":
+            wait_for(building.exists, process)
+        elif moment == "imported":
+            wait_for(lambda: db.read_bytes()[: len(SQLITE_HEADER)] == SQLITE_HEADER, process)
+        time.sleep(after)
+    finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-        if db.read_bytes()[: len(SQLITE_HEADER)] == SQLITE_HEADER:
-            seen["imported"] += 1
-        else:
-            assert db.read_bytes() == raw
-            seen["building" if building.exists() else "before"] += 1
+    if moment == "building" and after == 0.0:
+        # The kill landed inside the import (else this test proves nothing).
+        assert building.exists() and db.read_bytes() == raw
 
-        with running_role("api", tmp_path, {"API_DB_FILEPATH": str(db)}) as api:
-            history = all_messages(api.url)
-        assert wire(history) == wire(messages), f"killed after {delay:.2f} s ({seen})"
-        assert db.with_name(db.name + BACKUP_SUFFIX).read_bytes() == raw
-        assert not building.exists()
-    # Else this test proves nothing: the kills must have landed inside the import.
-    assert seen["building"] >= 1 and seen["imported"] >= 1, seen
+    with running_role("api", tmp_path, {"API_DB_FILEPATH": str(db)}) as api:
+        history = all_messages(api.url)
+    assert wire(history) == wire(messages)
+    assert db.with_name(db.name + BACKUP_SUFFIX).read_bytes() == raw
+    assert not building.exists()
 
 
 def test_a_file_that_is_neither_sqlite_nor_the_originals_stops_with_one_line_and_is_untouched(
