@@ -50,6 +50,14 @@ ORIGINAL_MESSAGES = [
     {"AuthorUsername": "teacher", "Text": 'quotes "and" ünïcödé'},
 ]
 
+# The original crawler's CRAWLER_DB_PATH: one file per keyword and book title.
+ORIGINAL_COUNT_FILES = {
+    "love.frankensteinorthemodernprometheus.json": (
+        '{"Keyword":"love","BookTitle":"Frankenstein; Or, The Modern Prometheus","Count":96}'
+    ),
+    "hate.dracula.json": '{"Keyword":"hate","BookTitle":"Dracula","Count":41}',
+}
+
 
 def uids_of_pid_1(podman: Podman, container: str) -> list[str]:
     """Real, effective, saved and filesystem uid of the container's main process."""
@@ -126,6 +134,10 @@ def student_compose(
     for name in ("api-db", "crawler-db"):
         (folder / name).mkdir(mode=0o755)
         os.chown(folder / name, 0, 0)
+    # The original crawler's files from an earlier run of the course: root's, rw-r--r--.
+    for file, text in ORIGINAL_COUNT_FILES.items():
+        (folder / "crawler-db" / file).write_text(text)
+        (folder / "crawler-db" / file).chmod(0o644)
     project = f"{OWNER}student"
     compose = [tool("podman-compose"), "-p", project, "-f", str(folder / "compose.yaml")]
     try:
@@ -160,6 +172,13 @@ async def test_a_students_compose_file_with_root_owned_bind_mounts(
     assert owner_and_mode(folder / "crawler-db")[:2] == (APP_UID, 0)
     assert (folder / "api-db" / "db.json").stat().st_uid == APP_UID
     assert (folder / "crawler-db" / "crawler.sqlite3").stat().st_uid == APP_UID
+    # The original crawler's files did not stop ours, and are left exactly as they were.
+    for file, text in ORIGINAL_COUNT_FILES.items():
+        assert (folder / "crawler-db" / file).read_text() == text
+        assert owner_and_mode(folder / "crawler-db" / file) == (0, 0, "-rw-r--r--")
+    crawler = f"{student_compose['project']}_synchat-crawler_1"
+    crawler_logs = helper("logs", crawler)
+    assert "holds 2 count files of the original crawler" in crawler_logs.stdout + crawler_logs.stderr
 
 
 # ---- the course's Kubernetes files, under podman kube play --------------------------
