@@ -86,11 +86,9 @@ class ReadinessLog:
 PROCESS_READINESS_LOG = ReadinessLog()
 
 
-def readiness_response(
-    ready: bool, checks: Checks, changes: ReadinessLog = PROCESS_READINESS_LOG
-) -> web.Response:
+def readiness_response(ready: bool, checks: Checks, changes: ReadinessLog | None = None) -> web.Response:
     """The public readiness answer: the checks' states, their details logged (on change)."""
-    changes.note(checks)
+    (changes or PROCESS_READINESS_LOG).note(checks)
     public = {name: public_check(name, check) for name, check in checks.items()}
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": public}, status=200 if ready else 503

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from synergychat import readiness
 from synergychat.api import create_api_app
 from synergychat.readiness import ReadinessLog, readiness_response
 from synergychat.roles import Role, RoleSettings, build_app
@@ -22,8 +23,12 @@ def readiness_lines(caplog: Any) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == READINESS_LOGGER]
 
 
-async def test_the_api_names_no_crawler_address_and_logs_it_once(aiohttp_client: Any, caplog: Any) -> None:
+async def test_the_api_names_no_crawler_address_and_logs_it_once(
+    aiohttp_client: Any, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.INFO, READINESS_LOGGER)
+    # A process remembers what it logged; this test is a fresh process in that respect.
+    monkeypatch.setattr(readiness, "PROCESS_READINESS_LOG", ReadinessLog())
     crawler_url = f"http://127.0.0.1:{free_port()}"
     client = await aiohttp_client(create_api_app(ApiSettings(), HttpCrawlerClient(crawler_url, 1.0)))
     for _ in range(3):

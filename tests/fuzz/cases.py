@@ -134,7 +134,14 @@ messages = st.fixed_dictionaries(
         "id": json_values,
     },
 )
-bodies = (
+# A message the api stores, so the fuzzing also runs through the store, the stream and the bot.
+plausible = st.fixed_dictionaries(
+    {
+        "AuthorUsername": st.text(min_size=1, max_size=20),
+        "Text": st.text(min_size=1, max_size=80) | st.sampled_from(["/stats", "/stats keywords=love"]),
+    }
+).map(lambda value: json.dumps(value).encode())
+odd_bodies = (
     messages.map(lambda value: json.dumps(value).encode())
     | messages.map(lambda value: json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     | json_values.map(lambda value: json.dumps(value).encode())
@@ -142,6 +149,7 @@ bodies = (
     | st.sampled_from([b"", b"{", b"[" * 5000, b'{"a": ' + b"1" * 5000 + b"}", b"\xff\xfe{}", b"null"])
     | st.integers(60_000, 70_000).map(lambda n: b'{"Text": "' + b"x" * n + b'"}')
 )
+bodies = st.integers(0, 2).flatmap(lambda pick: plausible if pick == 0 else odd_bodies)
 
 
 METHOD = st.sampled_from(METHODS)

@@ -163,6 +163,31 @@ def json_error_problem(answer: Answer) -> str | None:
     return None
 
 
+def is_readiness_refusal(raw: bytes, answer: Answer) -> bool:
+    """A 503 from /readyz is its job (not ready: a check timed out on a loaded machine),
+    not a server error; anything else there is."""
+    target = raw.split(b"\r\n", 1)[0].split(b" ")
+    path = target[1].split(b"?", 1)[0] if len(target) > 1 else b""
+    return answer.status == 503 and path == b"/readyz"
+
+
+def readiness_refusals(tally: Tally, role: str) -> int:
+    return sum(
+        1 for outcome in tally.outcomes
+        if outcome.answer is not None and is_readiness_refusal(outcome.case.raw(role), outcome.answer)
+    )
+
+
+def tracebacks(log: str) -> list[str]:
+    """Python tracebacks in a process's log (a fuzzed path may well say "Traceback")."""
+    lines = log.splitlines()
+    return [
+        "\n".join(lines[max(0, number - 3) : number + 30])
+        for number, line in enumerate(lines)
+        if line.startswith("Traceback (most recent call last):")
+    ]
+
+
 def problems(tally: Tally, role: str, json_errors: bool, answered: Callable[[Case], bool]) -> list[str]:
     found = []
     for outcome in tally.outcomes:
@@ -171,7 +196,7 @@ def problems(tally: Tally, role: str, json_errors: bool, answered: Callable[[Cas
             if answered(outcome.case):
                 found.append(f"no answer ({outcome.error}) to {raw!r}")
             continue
-        if answer.status >= 500:
+        if answer.status >= 500 and not is_readiness_refusal(raw, answer):
             found.append(f"{answer.status} {answer.body!r} to {raw!r}")
         elif json_errors and answer.status >= 400 and (problem := json_error_problem(answer)):
             found.append(f"{problem} to {raw!r}")
