@@ -82,7 +82,10 @@ def run_testcpu() -> int:
     limit_text = "no CPU limit" if limit is None else f"a CPU limit of {limit:g} cores"
     log.info(
         "testcpu: keeping %d CPU core(s) busy with %d worker process(es) (%d usable, %s) until stopped",
-        workers, workers, affinity, limit_text,
+        workers,
+        workers,
+        affinity,
+        limit_text,
     )
     # Blocked before forking, so a signal can't slip in between; the workers unblock them.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {signal.SIGCHLD})
@@ -144,7 +147,10 @@ def run_testram(settings: RamHoldSettings) -> int:
     log.info(
         "testram: holding %d MiB (%d bytes), every page touched; resident memory %d MiB -> %d MiB; "
         "held until stopped",
-        settings.megabytes, size, before // MIB, resident_bytes() // MIB,
+        settings.megabytes,
+        size,
+        before // MIB,
+        resident_bytes() // MIB,
     )
     received = signal.sigwait(STOP_SIGNALS)
     log.info("testram: %s received, releasing %d MiB", signal.Signals(received).name, len(block) // MIB)

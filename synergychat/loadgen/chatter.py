@@ -10,18 +10,70 @@ from __future__ import annotations
 import random
 
 FIRST_NAMES = (
-    "ada", "alan", "grace", "linus", "margaret", "dennis", "barbara", "ken", "radia", "guido",
-    "frances", "tim", "katherine", "edsger", "hedy", "john", "sophie", "niklaus", "karen", "donald",
+    "ada",
+    "alan",
+    "grace",
+    "linus",
+    "margaret",
+    "dennis",
+    "barbara",
+    "ken",
+    "radia",
+    "guido",
+    "frances",
+    "tim",
+    "katherine",
+    "edsger",
+    "hedy",
+    "john",
+    "sophie",
+    "niklaus",
+    "karen",
+    "donald",
 )
 OPENERS = ("hi all", "morning!", "hey", "hello from the night shift", "back again", "o/", "evening folks")
-SUBJECTS = ("the deploy", "my pod", "the build", "this chart", "the new node", "our api", "the cache", "lunch")
-VERBS = ("looks fine", "is slow again", "just came up", "keeps restarting", "scaled out", "is green now",
-         "needs a review", "was faster yesterday")
-ASIDES = ("lol", "no idea why", "anyone?", "will check later", "ok", "+1", "same here", "brb", "nice 🎉",
-          "c'est la vie", "naïve question: why?", "ship it", "thanks!", "👀")
+SUBJECTS = (
+    "the deploy",
+    "my pod",
+    "the build",
+    "this chart",
+    "the new node",
+    "our api",
+    "the cache",
+    "lunch",
+)
+VERBS = (
+    "looks fine",
+    "is slow again",
+    "just came up",
+    "keeps restarting",
+    "scaled out",
+    "is green now",
+    "needs a review",
+    "was faster yesterday",
+)
+ASIDES = (
+    "lol",
+    "no idea why",
+    "anyone?",
+    "will check later",
+    "ok",
+    "+1",
+    "same here",
+    "brb",
+    "nice 🎉",
+    "c'est la vie",
+    "naïve question: why?",
+    "ship it",
+    "thanks!",
+    "👀",
+)
 READING = ("Frankenstein", "Dracula", "Moby Dick", "Pride and Prejudice", "Jekyll and Hyde")
 STATS_COMMANDS = (
-    "/stats", "/stats keywords=love,hate", "/stats keywords=joy", "/stats title=Frankenstein",
+    "/stats",
+    "/stats keywords=love,hate",
+    "/stats keywords=joy",
+    "/stats title=Frankenstein",
     '/stats keywords=fear title="Jekyll and Hyde"',
 )
 
@@ -45,7 +97,9 @@ def chat_message(rng: random.Random) -> str:
             text += f" (reading {rng.choice(READING)} meanwhile)"
         return text[0].upper() + text[1:]
     # Now and then someone pastes a log excerpt or a long thought.
-    sentences = [f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)}." for _ in range(rng.randint(8, 40))]
+    sentences = [
+        f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)}." for _ in range(rng.randint(8, 40))
+    ]
     return " ".join(sentences)
 
 

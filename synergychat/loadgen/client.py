@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ class RequestFailed(Exception):
 def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, RequestFailed):
         return exc.reason
-    if isinstance(exc, asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return "cannot connect"
@@ -95,7 +94,9 @@ class ChatClient:
         return page
 
     async def post(self, author: str, text: str) -> list[dict[str, Any]]:
-        page = await self._json("POST", self.target.endpoint("messages"), 201, {"AuthorUsername": author, "Text": text})
+        page = await self._json(
+            "POST", self.target.endpoint("messages"), 201, {"AuthorUsername": author, "Text": text}
+        )
         if not isinstance(page, list):
             raise RequestFailed("not a list of messages")
         return page
@@ -111,5 +112,7 @@ class ChatClient:
             self.target.endpoint("messages/stream"), headers=headers, timeout=timeout, allow_redirects=False
         ) as response:
             if response.status != 200 or response.content_type != "text/event-stream":
-                raise RequestFailed(f"HTTP {response.status}" if response.status != 200 else "not an event stream")
+                raise RequestFailed(
+                    f"HTTP {response.status}" if response.status != 200 else "not an event stream"
+                )
             yield response

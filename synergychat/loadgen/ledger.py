@@ -55,7 +55,9 @@ class DeliveryLedger:
     def sent(self, message_id: int, author: str, sent_at: float) -> None:
         """The POST answered 201 and named the message's id."""
         self.posted_ids.add(message_id)
-        waiting = {name for name, since in self.listening_since.items() if since <= sent_at and name != author}
+        waiting = {
+            name for name, since in self.listening_since.items() if since <= sent_at and name != author
+        }
         for receiver, arrived_at in self._early.pop(message_id, ()):
             if receiver in waiting:
                 waiting.discard(receiver)

@@ -106,34 +106,49 @@ class Measurements:
         self.total = Tally()
         self.window = Tally()
         self._requests = PromCounter(
-            "loadgen_requests", "Requests the simulated people made, by kind", ["kind"], registry=self.registry
+            "loadgen_requests",
+            "Requests the simulated people made, by kind",
+            ["kind"],
+            registry=self.registry,
         )
         self._failures = PromCounter(
-            "loadgen_request_failures", "Requests that failed, by kind and reason", ["kind", "reason"],
+            "loadgen_request_failures",
+            "Requests that failed, by kind and reason",
+            ["kind", "reason"],
             registry=self.registry,
         )
         self._seconds = Histogram(
-            "loadgen_request_duration_seconds", "How long successful requests took, by kind", ["kind"],
-            buckets=BUCKETS, registry=self.registry,
+            "loadgen_request_duration_seconds",
+            "How long successful requests took, by kind",
+            ["kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self._delivery = Histogram(
             "loadgen_delivery_seconds",
             "From sending a message until it appears on another person's stream",
-            buckets=BUCKETS, registry=self.registry,
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self._missed = PromCounter(
-            "loadgen_deliveries_missed", "Messages that never reached a person whose stream was open",
+            "loadgen_deliveries_missed",
+            "Messages that never reached a person whose stream was open",
             registry=self.registry,
         )
         self.people = Gauge("loadgen_people", "Simulated people in the chat", registry=self.registry)
         self.open_streams = 0
-        self._streams_open = Gauge("loadgen_streams_open", "Streams receiving messages now", registry=self.registry)
+        self._streams_open = Gauge(
+            "loadgen_streams_open", "Streams receiving messages now", registry=self.registry
+        )
         self._window_quantiles = Gauge(
-            "loadgen_window_seconds", "Percentiles over the last report interval", ["measure", "quantile"],
+            "loadgen_window_seconds",
+            "Percentiles over the last report interval",
+            ["measure", "quantile"],
             registry=self.registry,
         )
         self._window_error_rate = Gauge(
-            "loadgen_window_error_ratio", "Failed requests / requests over the last report interval",
+            "loadgen_window_error_ratio",
+            "Failed requests / requests over the last report interval",
             registry=self.registry,
         )
 

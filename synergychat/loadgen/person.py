@@ -112,7 +112,7 @@ class Person:
         try:
             await asyncio.wait_for(leaving.wait(), seconds)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._visit_ends is not None and time.monotonic() >= self._visit_ends
 
     async def _request(self, kind: Kind, action: Awaitable[None]) -> bool:
@@ -154,7 +154,9 @@ class Person:
         sent_at = time.monotonic()
         page = await self._client.post(self.name, text)
         self._note_oldest(page)
-        mine = [m.get("id") for m in page if m.get("AuthorUsername") == self.name and isinstance(m.get("id"), int)]
+        mine = [
+            m.get("id") for m in page if m.get("AuthorUsername") == self.name and isinstance(m.get("id"), int)
+        ]
         newest = max(mine, default=0)
         if newest > self._last_own_id:
             self._last_own_id = newest
@@ -197,7 +199,7 @@ class Person:
             except Exception as exc:
                 if connected:
                     self._measurements.stream_closed()
-                reason = "stalled" if isinstance(exc, asyncio.TimeoutError) and connected else failure_reason(exc)
+                reason = "stalled" if isinstance(exc, TimeoutError) and connected else failure_reason(exc)
                 self._measurements.failed(Kind.STREAM, reason)
                 failures += 1
             delay = min(LONGEST_BACKOFF_SECONDS, STREAM_RETRY_SECONDS * 2 ** (failures - 1))

@@ -66,7 +66,8 @@ class LoadRun:
             metrics_server = await self._serve_metrics()
         except OSError as exc:
             print(
-                f"synergychat: cannot listen on port {self.settings.loadgen_port} (LOADGEN_PORT): {exc.strerror or exc}",
+                f"synergychat: cannot listen on port {self.settings.loadgen_port} (LOADGEN_PORT): "
+                f"{exc.strerror or exc}",
                 file=sys.stderr,
             )
             return 1
@@ -91,10 +92,12 @@ class LoadRun:
 
     async def _until(self, deadline: float | None, pause: float | None = None) -> bool:
         """Wait until stopped, the deadline, or ``pause`` seconds; True when the run is over."""
-        timeouts = [t for t in (pause, None if deadline is None else deadline - time.monotonic()) if t is not None]
+        timeouts = [
+            t for t in (pause, None if deadline is None else deadline - time.monotonic()) if t is not None
+        ]
         try:
             await asyncio.wait_for(self._stop.wait(), max(0.0, min(timeouts)) if timeouts else None)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
 
@@ -111,7 +114,9 @@ class LoadRun:
                     log.error("cannot find the api from %s: %s; trying again in %.0f s", url, exc, pause)
                 except Exception as exc:  # nothing answered: aiohttp's errors, timeouts
                     self.measurements.failed(Kind.FIND, failure_reason(exc))
-                    log.error("nothing answered at %s (%s); trying again in %.0f s", url, failure_reason(exc), pause)
+                    log.error(
+                        "nothing answered at %s (%s); trying again in %.0f s", url, failure_reason(exc), pause
+                    )
                 else:
                     self.measurements.succeeded(Kind.FIND, time.monotonic() - started)
                     found = f"through the page {target.page}" if target.page else "as given"
@@ -180,8 +185,12 @@ class LoadRun:
         log.info(
             "loadgen: %d simulated people against %s %s; each sends a message every %.0f s on average "
             "(about %.1f messages/s in all), joining %g per second, staying %s; metrics on :%d/metrics",
-            s.loadgen_users, s.loadgen_target_url, length, s.loadgen_post_interval_seconds,
-            s.loadgen_users / s.loadgen_post_interval_seconds, s.loadgen_spawn_rate,
+            s.loadgen_users,
+            s.loadgen_target_url,
+            length,
+            s.loadgen_post_interval_seconds,
+            s.loadgen_users / s.loadgen_post_interval_seconds,
+            s.loadgen_spawn_rate,
             f"{s.loadgen_visit_seconds:g} s on average" if s.loadgen_visit_seconds else "for the whole run",
             s.loadgen_port,
         )
@@ -197,9 +206,12 @@ class LoadRun:
             self._window_lag = Latencies()
             if share > SATURATED_CPU_SHARE or lag > SATURATED_LAG_SECONDS:
                 log.warning(
-                    "%s | the load generator itself is busy (%.0f %% of a core, its clock late by up to %.0f ms): "
+                    "%s | the load generator itself is busy "
+                    "(%.0f %% of a core, its clock late by up to %.0f ms): "
                     "its latencies include its own delays; run fewer people per generator",
-                    line, share * 100, lag * 1000,
+                    line,
+                    share * 100,
+                    lag * 1000,
                 )
             else:
                 log.info("%s", line)
@@ -227,7 +239,8 @@ class LoadRun:
             f"{self.measurements.open_streams} streams open | "
             f"{sent.count} messages sent ({percentiles(sent)}) | "
             f"{window.delivery.count} deliveries ({percentiles(window.delivery)}), {window.missed} missed | "
-            f"{window.latency[Kind.HISTORY].count} history pages, {window.latency[Kind.STATS].count} /stats | "
+            f"{window.latency[Kind.HISTORY].count} history pages, "
+            f"{window.latency[Kind.STATS].count} /stats | "
             f"{window.failed} of {sum(window.requests.values())} requests failed ({window.error_rate:.1%})"
         )
         if window.failures:
@@ -253,7 +266,9 @@ class LoadRun:
         if total.error_rate > limit:
             reasons.append(f"{total.error_rate:.1%} of requests failed (LOADGEN_MAX_ERROR_RATE={limit:g})")
         if total.missed_rate > limit:
-            reasons.append(f"{total.missed_rate:.1%} of deliveries were missed (LOADGEN_MAX_ERROR_RATE={limit:g})")
+            reasons.append(
+                f"{total.missed_rate:.1%} of deliveries were missed (LOADGEN_MAX_ERROR_RATE={limit:g})"
+            )
         return {
             "target": self.settings.loadgen_target_url,
             "api": str(self.target.base) if self.target else None,
@@ -267,8 +282,10 @@ class LoadRun:
             "users": self.settings.loadgen_users,
             "requests": requests,
             "messages_sent": requests[Kind.POST]["ok"] + requests[Kind.STATS]["ok"],
-            "deliveries": {"missed": total.missed, **{"delivered" if k == "count" else k: v
-                                                     for k, v in total.delivery.as_json().items()}},
+            "deliveries": {
+                "missed": total.missed,
+                **{"delivered" if k == "count" else k: v for k, v in total.delivery.as_json().items()},
+            },
             "bot_replies_seen": len(self.ledger.bot_replies_seen),
             "failures": {f"{kind} {reason}": n for (kind, reason), n in total.failures.most_common()},
             "error_rate": round(total.error_rate, 4),
@@ -282,27 +299,44 @@ class LoadRun:
         log.info(
             "summary: %d people for %.0f s against %s: %d messages sent, %d deliveries (%d missed), "
             "%d bot replies seen; error rate %.2f %%, missed %.2f %%: %s",
-            summary["people"], summary["duration_seconds"], summary["api"] or summary["target"],
-            summary["messages_sent"], summary["deliveries"]["delivered"], summary["deliveries"]["missed"],
-            summary["bot_replies_seen"], summary["error_rate"] * 100, summary["missed_rate"] * 100,
+            summary["people"],
+            summary["duration_seconds"],
+            summary["api"] or summary["target"],
+            summary["messages_sent"],
+            summary["deliveries"]["delivered"],
+            summary["deliveries"]["missed"],
+            summary["bot_replies_seen"],
+            summary["error_rate"] * 100,
+            summary["missed_rate"] * 100,
             "PASSED" if summary["passed"] else f"FAILED ({summary['verdict']})",
         )
         for kind, numbers in summary["requests"].items():
             if numbers["ok"] or numbers["failed"]:
                 log.info(
                     "summary: %-7s %5d ok, %4d failed; p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
-                    kind, numbers["ok"], numbers["failed"], numbers["p50_ms"], numbers["p95_ms"],
-                    numbers["p99_ms"], numbers["max_ms"],
+                    kind,
+                    numbers["ok"],
+                    numbers["failed"],
+                    numbers["p50_ms"],
+                    numbers["p95_ms"],
+                    numbers["p99_ms"],
+                    numbers["max_ms"],
                 )
         delivery = summary["deliveries"]
         log.info(
-            "summary: delivery (sent -> on another person's stream) p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
-            delivery["p50_ms"], delivery["p95_ms"], delivery["p99_ms"], delivery["max_ms"],
+            "summary: delivery (sent -> on another person's stream) "
+            "p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
+            delivery["p50_ms"],
+            delivery["p95_ms"],
+            delivery["p99_ms"],
+            delivery["max_ms"],
         )
         generator = summary["generator"]
         log.info(
-            "summary: the load generator used %.0f %% of a core; its event loop was late by up to %s ms (p99)",
-            generator["cpu_share"] * 100, generator["loop_lag_p99_ms"],
+            "summary: the load generator used %.0f %% of a core; "
+            "its event loop was late by up to %s ms (p99)",
+            generator["cpu_share"] * 100,
+            generator["loop_lag_p99_ms"],
         )
         for failure, count in summary["failures"].items():
             log.info("summary: failed %s x%d", failure, count)
@@ -325,7 +359,9 @@ class LoadRun:
         return runner
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.measurements.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(self.measurements.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -333,8 +369,9 @@ class LoadRun:
     async def _readyz(self, request: web.Request) -> web.Response:
         # Ready once it knows where the api is: until then it generates no load.
         found = self.target is not None
-        return web.json_response({"ready": found, "api": str(self.target.base) if found else None},
-                                 status=200 if found else 503)
+        return web.json_response(
+            {"ready": found, "api": str(self.target.base) if found else None}, status=200 if found else 503
+        )
 
     async def _describe(self, request: web.Request) -> web.Response:
         return web.json_response({"service": "synergychat-loadgen", **self.summary()})

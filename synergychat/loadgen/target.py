@@ -9,7 +9,6 @@ for the api itself.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -47,7 +46,7 @@ def as_base(url: URL) -> URL:
 
 
 async def find_api(session: aiohttp.ClientSession, url: URL) -> ApiTarget:
-    """Raises aiohttp.ClientError or asyncio.TimeoutError when nothing answers, TargetError otherwise."""
+    """Raises aiohttp.ClientError or TimeoutError when nothing answers, TargetError otherwise."""
     headers = {"Accept": "text/html,application/json;q=0.9"}
     # No redirects followed: the load goes where it was told, or nowhere.
     async with session.get(url, headers=headers, allow_redirects=False) as response:
@@ -56,7 +55,9 @@ async def find_api(session: aiohttp.ClientSession, url: URL) -> ApiTarget:
         page_url = response.url
         location = response.headers.get("Location")
     if 300 <= response.status < 400:
-        raise TargetError(f"{url} redirects (HTTP {response.status}) to {location}: give LOADGEN_TARGET_URL that URL")
+        raise TargetError(
+            f"{url} redirects (HTTP {response.status}) to {location}: give LOADGEN_TARGET_URL that URL"
+        )
     if not is_html:
         return ApiTarget(as_base(url), None)
     if response.status != 200:
@@ -70,7 +71,9 @@ async def find_api(session: aiohttp.ClientSession, url: URL) -> ApiTarget:
     else:
         found = await _original_api_url(session, page_url, parts.script_srcs)
         if found is None:
-            raise TargetError(f"{page_url} is an HTML page but not the chat's (no API_URL in it or its app.js)")
+            raise TargetError(
+                f"{page_url} is an HTML page but not the chat's (no API_URL in it or its app.js)"
+            )
         api_url, kind = found, PageKind.ORIGINAL
     if not api_url:
         raise TargetError(f"the page at {page_url} has an empty API_URL: it can't chat, and neither can we")
@@ -92,8 +95,10 @@ async def _original_api_url(session: aiohttp.ClientSession, page_url: URL, srcs:
         try:
             async with session.get(script_url, allow_redirects=False) as response:
                 if response.status == 200:
-                    if (api_url := api_url_from_original_script(await response.text(errors="replace"))) is not None:
+                    if (
+                        api_url := api_url_from_original_script(await response.text(errors="replace"))
+                    ) is not None:
                         return api_url
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             continue
     return None

@@ -61,7 +61,9 @@ def with_components(k8s_copy: Path) -> dict[str, list[dict[str, Any]]]:
 
 def added(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The components' objects: those labelled with one of their roles."""
-    return [doc for doc in docs if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ROLES]
+    return [
+        doc for doc in docs if doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") in ROLES
+    ]
 
 
 def workloads(docs: list[dict[str, Any]]) -> dict[str, Workload]:
@@ -75,7 +77,10 @@ def test_components_pass_strict_schema_validation(
 ) -> None:
     objects = added(with_components[overlay])
     assert {doc["kind"] for doc in objects} == {
-        "ServiceAccount", "Deployment", "ConfigMap", "HorizontalPodAutoscaler"
+        "ServiceAccount",
+        "Deployment",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
     }
     path = tmp_path / "components.yaml"
     path.write_text(yaml.safe_dump_all(objects))
@@ -110,7 +115,9 @@ def test_one_image_a_role_and_only_settings_of_that_role(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS_WITH_COMPONENTS)
-def test_pods_are_hardened_like_the_base(with_components: dict[str, list[dict[str, Any]]], overlay: str) -> None:
+def test_pods_are_hardened_like_the_base(
+    with_components: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
     for workload in workloads(with_components[overlay]).values():
         pod = workload.pod["securityContext"]
         assert pod["runAsNonRoot"] is True and pod["runAsUser"] == APP_UID
@@ -122,8 +129,12 @@ def test_pods_are_hardened_like_the_base(with_components: dict[str, list[dict[st
             "capabilities": {"drop": ["ALL"]},
         }
         resources = container["resources"]
-        assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
-        account = Manifests(with_components[overlay]).get("ServiceAccount", workload.pod["serviceAccountName"])
+        assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources[
+            "limits"
+        ].keys()
+        account = Manifests(with_components[overlay]).get(
+            "ServiceAccount", workload.pod["serviceAccountName"]
+        )
         assert account["automountServiceAccountToken"] is False
 
 
@@ -147,7 +158,8 @@ def test_loadgen_targets_the_api_service_and_serves_its_probes(
     # Polite by default: an endless run of a few people at a human pace.
     assert settings.loadgen_duration_seconds == 0 and settings.loadgen_users <= 20
     assert settings.loadgen_post_interval_seconds >= 5
-    # Stopping takes up to the request timeout plus the drain (run.py's DRAIN_SECONDS): within the grace period.
+    # Stopping takes up to the request timeout plus the drain (run.py's DRAIN_SECONDS):
+    # within the grace period.
     assert loadgen.pod["terminationGracePeriodSeconds"] >= settings.loadgen_request_timeout_seconds + 10
 
 
@@ -157,8 +169,14 @@ def test_testcpu_scales_on_half_its_cpu_request(
 ) -> None:
     found = Manifests(with_components[overlay])
     testcpu = workloads(with_components[overlay])["testcpu"]
-    (hpa,) = [h for h in found.of_kind("HorizontalPodAutoscaler") if h["metadata"]["name"] == "synergychat-testcpu"]
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": testcpu.name}
+    (hpa,) = [
+        h for h in found.of_kind("HorizontalPodAutoscaler") if h["metadata"]["name"] == "synergychat-testcpu"
+    ]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": testcpu.name,
+    }
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 50}
@@ -215,7 +233,9 @@ def test_course_roles_run_as_the_course_runs_them(podman: Podman) -> None:
     assert "1 CPU core(s) busy with 1 worker process(es)" in text and "a CPU limit of 1 cores" in text
     users = podman("top", testcpu, "user").stdout.split()[1:]
     assert users and set(users) == {"synergychat"}, users
-    testram = podman.container("testram", "--read-only", "--memory", "256m", "-e", "ROLE=testram", "-e", "MEGABYTES=64")
+    testram = podman.container(
+        "testram", "--read-only", "--memory", "256m", "-e", "ROLE=testram", "-e", "MEGABYTES=64"
+    )
     assert "testram: holding 64 MiB" in wait_for_line(podman, testram, "every page touched")
     for name in (testcpu, testram):
         started = time.monotonic()
@@ -233,14 +253,24 @@ def test_loadgen_in_the_image_chats_with_an_api_container(podman: Podman) -> Non
     _, api_port = podman.app("api", "api", network, alias="api")
     wait_ready(f"http://127.0.0.1:{api_port}/readyz", describe=podman.logs)
     loadgen, _ = podman.app(
-        "loadgen", "loadgen", network, publish=False,
-        env={"LOADGEN_TARGET_URL": "http://api:8080", "LOADGEN_USERS": "8", "LOADGEN_DURATION_SECONDS": "8",
-             "LOADGEN_POST_INTERVAL_SECONDS": "2", "LOADGEN_SPAWN_RATE": "8"},
+        "loadgen",
+        "loadgen",
+        network,
+        publish=False,
+        env={
+            "LOADGEN_TARGET_URL": "http://api:8080",
+            "LOADGEN_USERS": "8",
+            "LOADGEN_DURATION_SECONDS": "8",
+            "LOADGEN_POST_INTERVAL_SECONDS": "2",
+            "LOADGEN_SPAWN_RATE": "8",
+        },
     )
     assert container_exit(podman, loadgen) == 0, podman.logs()
     stdout = podman("logs", loadgen).stdout
     report = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
     status, stored = get_json(f"http://127.0.0.1:{api_port}/messages?limit=1000")
     assert status == 200
-    assert report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    assert (
+        report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    )
     assert report["deliveries"]["missed"] == 0 and report["error_rate"] == 0

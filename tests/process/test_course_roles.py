@@ -22,13 +22,17 @@ MIB = 2**20
 
 
 @contextmanager
-def course_role(role: str, tmp_path: Path, env: dict[str, str] | None = None, cpus: set[int] | None = None
-                ) -> Iterator[subprocess.Popen[bytes]]:
+def course_role(
+    role: str, tmp_path: Path, env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     log_path = tmp_path / f"{role}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "synergychat", "--role", role],
-            cwd=REPO, env=role_env(env or {}), stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=role_env(env or {}),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
     try:
@@ -99,9 +103,9 @@ def test_testcpu_burns_at_least_90_percent_of_a_core_within_3_s_and_stops_on_sig
         before, t0 = [scheduler_seconds(pid) for pid in workers], time.monotonic()
         time.sleep(1.0)
         after, wall = [scheduler_seconds(pid) for pid in workers], time.monotonic() - t0
-        used = sum(b[0] - a[0] for a, b in zip(before, after)) / wall
-        waited = sum(b[1] - a[1] for a, b in zip(before, after)) / wall
-        runnable = [(b[0] - a[0] + b[1] - a[1]) / wall for a, b in zip(before, after)]
+        used = sum(b[0] - a[0] for a, b in zip(before, after, strict=True)) / wall
+        waited = sum(b[1] - a[1] for a, b in zip(before, after, strict=True)) / wall
+        runnable = [(b[0] - a[0] + b[1] - a[1]) / wall for a, b in zip(before, after, strict=True)]
         seen = (
             f"{len(workers)} workers started after {working:.2f} s, used {used:.2f} cores, "
             f"waited {waited:.2f} s/s for a CPU"
@@ -210,7 +214,11 @@ def test_testram_rss_grows_by_megabytes(tmp_path: Path) -> None:
 def test_testram_without_a_valid_megabytes_stops_with_one_line(env: dict[str, str], line: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "synergychat", "--role", "testram"],
-        cwd=REPO, env=role_env(env), capture_output=True, text=True, timeout=30,
+        cwd=REPO,
+        env=role_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

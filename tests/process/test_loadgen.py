@@ -38,7 +38,11 @@ def start_loadgen(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
     with open(tmp_path / "loadgen.log", "w") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "synergychat", "--role", "loadgen"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
         )
 
 
@@ -48,7 +52,9 @@ def finish(process: subprocess.Popen[str], tmp_path: Path, timeout: float) -> tu
     except subprocess.TimeoutExpired:
         process.kill()
         process.communicate()
-        raise AssertionError(f"loadgen still running after {timeout} s:\n{(tmp_path / 'loadgen.log').read_text()}")
+        raise AssertionError(
+            f"loadgen still running after {timeout} s:\n{(tmp_path / 'loadgen.log').read_text()}"
+        ) from None
     lines = stdout.strip().splitlines()
     assert lines, (tmp_path / "loadgen.log").read_text()
     return process.returncode, json.loads(lines[-1])
@@ -97,8 +103,10 @@ def watched_stream(api_url: str) -> Iterator[list[dict[str, Any]]]:
 
 def test_twenty_people_for_ten_seconds_agree_with_what_the_api_stored(tmp_path: Path) -> None:
     port = free_port()
-    with running_role("api", tmp_path, env={"API_DB_FILEPATH": str(tmp_path / "m.db")}) as api, \
-            watched_stream(api.url) as witnessed:
+    with (
+        running_role("api", tmp_path, env={"API_DB_FILEPATH": str(tmp_path / "m.db")}) as api,
+        watched_stream(api.url) as witnessed,
+    ):
         process = start_loadgen(
             loadgen_env(api.url, port, LOADGEN_USERS="20", LOADGEN_DURATION_SECONDS="10"), tmp_path
         )
@@ -131,9 +139,9 @@ def test_twenty_people_for_ten_seconds_agree_with_what_the_api_stored(tmp_path: 
     # Percentiles in the log every report interval, and a summary at the end.
     assert log.count("messages sent (p50") >= 3 and "summary:" in log and "PASSED" in log
     # /metrics midway: Prometheus text with the same kinds of numbers.
-    assert midway['loadgen_people{}'] == 20 and midway['loadgen_streams_open{}'] == 20
+    assert midway["loadgen_people{}"] == 20 and midway["loadgen_streams_open{}"] == 20
     assert midway['loadgen_requests_total{"kind": "post"}'] > 0
-    assert midway['loadgen_delivery_seconds_count{}'] > 0
+    assert midway["loadgen_delivery_seconds_count{}"] > 0
     assert 'loadgen_window_seconds{"measure": "post", "quantile": "0.95"}' in midway
 
 
@@ -141,10 +149,17 @@ def test_through_the_page_people_come_and_go(tmp_path: Path) -> None:
     # ROLE=all serves the page with API_URL=/api: the base is /api/, as the browser resolves it.
     # Short visits: whoever leaves is replaced by someone who loads the page again.
     port = free_port()
-    with running_role("all", tmp_path, env={"CRAWLER_SOURCE_URL": "http://127.0.0.1:9"}, wait_path="/") as app:
+    with running_role(
+        "all", tmp_path, env={"CRAWLER_SOURCE_URL": "http://127.0.0.1:9"}, wait_path="/"
+    ) as app:
         process = start_loadgen(
-            loadgen_env(app.url + "/", port, LOADGEN_USERS="4", LOADGEN_DURATION_SECONDS="8",
-                        LOADGEN_VISIT_SECONDS="2"),
+            loadgen_env(
+                app.url + "/",
+                port,
+                LOADGEN_USERS="4",
+                LOADGEN_DURATION_SECONDS="8",
+                LOADGEN_VISIT_SECONDS="2",
+            ),
             tmp_path,
         )
         status, report = finish(process, tmp_path, timeout=60)
@@ -153,7 +168,9 @@ def test_through_the_page_people_come_and_go(tmp_path: Path) -> None:
     assert report["api"] == app.url + "/api/"
     assert report["people"] > 4 and report["users"] == 4
     assert report["requests"]["page"]["ok"] == report["requests"]["load"]["ok"] == report["people"]
-    assert report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    assert (
+        report["messages_sent"] == len([m for m in stored if m["AuthorUsername"].startswith("loadgen-")]) > 0
+    )
     # Those who left are not expected to see what was said after they did.
     assert report["deliveries"]["missed"] == 0 and report["error_rate"] == 0
 
@@ -204,15 +221,24 @@ def test_sigterm_ends_an_endless_run_with_a_summary(tmp_path: Path) -> None:
     [
         ({}, "synergychat: invalid setting LOADGEN_TARGET_URL: Field required"),
         ({"LOADGEN_TARGET_URL": "api:8080"}, "synergychat: invalid setting LOADGEN_TARGET_URL='api:8080'"),
-        ({"LOADGEN_TARGET_URL": "http://api", "LOADGEN_USERS": "0"}, "synergychat: invalid setting LOADGEN_USERS='0'"),
-        ({"LOADGEN_TARGET_URL": "http://api", "LOADGEN_MAX_ERROR_RATE": "2"},
-         "synergychat: invalid setting LOADGEN_MAX_ERROR_RATE='2'"),
+        (
+            {"LOADGEN_TARGET_URL": "http://api", "LOADGEN_USERS": "0"},
+            "synergychat: invalid setting LOADGEN_USERS='0'",
+        ),
+        (
+            {"LOADGEN_TARGET_URL": "http://api", "LOADGEN_MAX_ERROR_RATE": "2"},
+            "synergychat: invalid setting LOADGEN_MAX_ERROR_RATE='2'",
+        ),
     ],
 )
 def test_bad_settings_stop_with_one_line(env: dict[str, str], line: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "synergychat", "--role", "loadgen"],
-        cwd=REPO, env=role_env(env), capture_output=True, text=True, timeout=30,
+        cwd=REPO,
+        env=role_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
