@@ -19,16 +19,16 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from ..settings import LoadgenSettings
 from . import chatter
 from .client import ChatClient, failure_reason, new_session
+from .endpoints import serve_endpoints
 from .ledger import DeliveryLedger
-from .measure import Kind, Latencies, Measurements, Tally
+from .measure import Kind, Latencies, Measurements
 from .person import Pacing, Person
+from .report import log_plan, log_summary, window_line
 from .target import ApiTarget, TargetError, find_api
 
 log = logging.getLogger("synergychat.loadgen")
@@ -63,7 +63,12 @@ class LoadRun:
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, self._stop.set)
         try:
-            metrics_server = await self._serve_metrics()
+            metrics_server = await serve_endpoints(
+                self.settings.loadgen_port,
+                self.measurements.registry,
+                lambda: self.target.base if self.target else None,
+                self.summary,
+            )
         except OSError as exc:
             print(
                 f"synergychat: cannot listen on port {self.settings.loadgen_port} (LOADGEN_PORT): "
@@ -73,7 +78,7 @@ class LoadRun:
             return 1
         duration = self.settings.loadgen_duration_seconds
         deadline = self._started + duration if duration else None
-        self._log_plan()
+        log_plan(self.settings)
         reporter = asyncio.create_task(self._report_every(self.settings.loadgen_report_seconds))
         lag_watch = asyncio.create_task(self._watch_own_lag())
         try:
@@ -85,7 +90,7 @@ class LoadRun:
             lag_watch.cancel()
             await asyncio.gather(reporter, lag_watch, return_exceptions=True)
         summary = self.summary()
-        self._log_summary(summary)
+        log_summary(summary)
         print(json.dumps(summary), flush=True)
         await metrics_server.cleanup()
         return 0 if summary["passed"] else 1
@@ -179,28 +184,17 @@ class LoadRun:
 
     # ---- reporting ----------------------------------------------------------------------
 
-    def _log_plan(self) -> None:
-        s = self.settings
-        length = f"for {s.loadgen_duration_seconds:g} s" if s.loadgen_duration_seconds else "until stopped"
-        log.info(
-            "loadgen: %d simulated people against %s %s; each sends a message every %.0f s on average "
-            "(about %.1f messages/s in all), joining %g per second, staying %s; metrics on :%d/metrics",
-            s.loadgen_users,
-            s.loadgen_target_url,
-            length,
-            s.loadgen_post_interval_seconds,
-            s.loadgen_users / s.loadgen_post_interval_seconds,
-            s.loadgen_spawn_rate,
-            f"{s.loadgen_visit_seconds:g} s on average" if s.loadgen_visit_seconds else "for the whole run",
-            s.loadgen_port,
-        )
-
     async def _report_every(self, seconds: float) -> None:
         while True:
             cpu, wall = time.process_time(), time.monotonic()
             await asyncio.sleep(seconds)
             self.ledger.expire(time.monotonic())
-            line = self._window_line(self.measurements.take_window())
+            line = window_line(
+                self.measurements.take_window(),
+                time.monotonic() - self._started,
+                len(self._people),
+                self.measurements.open_streams,
+            )
             share = (time.process_time() - cpu) / (time.monotonic() - wall)
             lag = self._window_lag.quantile(0.99) or 0.0
             self._window_lag = Latencies()
@@ -224,29 +218,6 @@ class LoadRun:
             late = max(0.0, time.monotonic() - before - LAG_PROBE_SECONDS)
             self._window_lag.add(late)
             self._run_lag.add(late)
-
-    def _window_line(self, window: Tally) -> str:
-        def percentiles(latencies: Any) -> str:
-            if not latencies.count:
-                return "-"
-            p50, p95, p99 = (latencies.quantile(q) * 1000 for q in (0.5, 0.95, 0.99))
-            return f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms"
-
-        elapsed = time.monotonic() - self._started
-        sent = window.latency[Kind.POST]
-        line = (
-            f"after {elapsed:.0f} s: {len(self._people)} people, "
-            f"{self.measurements.open_streams} streams open | "
-            f"{sent.count} messages sent ({percentiles(sent)}) | "
-            f"{window.delivery.count} deliveries ({percentiles(window.delivery)}), {window.missed} missed | "
-            f"{window.latency[Kind.HISTORY].count} history pages, "
-            f"{window.latency[Kind.STATS].count} /stats | "
-            f"{window.failed} of {sum(window.requests.values())} requests failed ({window.error_rate:.1%})"
-        )
-        if window.failures:
-            top = ", ".join(f"{kind} {reason} x{n}" for (kind, reason), n in window.failures.most_common(4))
-            line += f": {top}"
-        return line
 
     def summary(self) -> dict[str, Any]:
         total = self.measurements.total
@@ -294,87 +265,6 @@ class LoadRun:
             "passed": not reasons,
             "verdict": "; ".join(reasons) or "within LOADGEN_MAX_ERROR_RATE",
         }
-
-    def _log_summary(self, summary: dict[str, Any]) -> None:
-        log.info(
-            "summary: %d people for %.0f s against %s: %d messages sent, %d deliveries (%d missed), "
-            "%d bot replies seen; error rate %.2f %%, missed %.2f %%: %s",
-            summary["people"],
-            summary["duration_seconds"],
-            summary["api"] or summary["target"],
-            summary["messages_sent"],
-            summary["deliveries"]["delivered"],
-            summary["deliveries"]["missed"],
-            summary["bot_replies_seen"],
-            summary["error_rate"] * 100,
-            summary["missed_rate"] * 100,
-            "PASSED" if summary["passed"] else f"FAILED ({summary['verdict']})",
-        )
-        for kind, numbers in summary["requests"].items():
-            if numbers["ok"] or numbers["failed"]:
-                log.info(
-                    "summary: %-7s %5d ok, %4d failed; p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
-                    kind,
-                    numbers["ok"],
-                    numbers["failed"],
-                    numbers["p50_ms"],
-                    numbers["p95_ms"],
-                    numbers["p99_ms"],
-                    numbers["max_ms"],
-                )
-        delivery = summary["deliveries"]
-        log.info(
-            "summary: delivery (sent -> on another person's stream) "
-            "p50 %s ms, p95 %s ms, p99 %s ms, max %s ms",
-            delivery["p50_ms"],
-            delivery["p95_ms"],
-            delivery["p99_ms"],
-            delivery["max_ms"],
-        )
-        generator = summary["generator"]
-        log.info(
-            "summary: the load generator used %.0f %% of a core; "
-            "its event loop was late by up to %s ms (p99)",
-            generator["cpu_share"] * 100,
-            generator["loop_lag_p99_ms"],
-        )
-        for failure, count in summary["failures"].items():
-            log.info("summary: failed %s x%d", failure, count)
-
-    # ---- the load generator's own endpoints -------------------------------------------------
-
-    async def _serve_metrics(self) -> web.AppRunner:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/", self._describe)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, port=self.settings.loadgen_port).start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        return runner
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self.measurements.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        # Ready once it knows where the api is: until then it generates no load.
-        found = self.target is not None
-        return web.json_response(
-            {"ready": found, "api": str(self.target.base) if found else None}, status=200 if found else 503
-        )
-
-    async def _describe(self, request: web.Request) -> web.Response:
-        return web.json_response({"service": "synergychat-loadgen", **self.summary()})
 
 
 def run_loadgen(settings: LoadgenSettings) -> int:
