@@ -431,7 +431,7 @@ async def test_the_courses_kubernetes_files_with_an_original_database_and_two_cr
 
     async with aiohttp.ClientSession() as session:
         await chat_end_to_end(ChatBrowser(session), f"http://127.0.0.1:{ports['web_port']}/")
-    # Two crawlers on one volume: both up, and together each book counted once.
+    # Two crawlers on one volume: both up, and no count doubled between them.
     for crawler in crawlers:
         status, counts = get_json(f"{crawler}/stats?keywords=love")
         assert status == 200 and sum(row["Count"] for row in counts) == LOVE_MATCHES, counts
