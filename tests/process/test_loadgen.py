@@ -8,6 +8,8 @@ against two independent witnesses (the database and a stream of our own).
 from __future__ import annotations
 
 import json
+import math
+import random
 import signal
 import subprocess
 import sys
@@ -16,13 +18,16 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from synergychat.loadgen.measure import Latencies
 from tests.support.processes import REPO, free_port, role_env, running_role, wait_until_up
+from tests.support.threaded_http import serving
 
 pytestmark = pytest.mark.process
 
@@ -214,6 +219,73 @@ def test_sigterm_ends_an_endless_run_with_a_summary(tmp_path: Path) -> None:
     assert status == 0, (tmp_path / "loadgen.log").read_text()
     assert time.monotonic() - started < 12
     assert report["people"] == 3 and report["requests"]["stream"]["ok"] == 3
+
+
+class SilentStreamApi(BaseHTTPRequestHandler):
+    """An api that stores every message but never pushes one: a broken push channel."""
+
+    lock = threading.Lock()
+    last_id = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.startswith("/messages/stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b'event: hello\ndata: {"history": "h", "last_id": 0}\n\n')
+            try:
+                while True:
+                    self.wfile.write(b": ping\n\n")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                return
+        self.reply(200, [] if self.path.startswith("/messages") else {"service": "silent"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            SilentStreamApi.last_id += 1
+            message = {"id": SilentStreamApi.last_id, **body}
+        self.reply(201, [message])
+
+    def reply(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_messages_that_never_reach_the_others_are_missed_and_fail_the_run(tmp_path: Path) -> None:
+    # Every request succeeds, yet nobody sees anything: only the delivery check can tell.
+    with serving(SilentStreamApi) as api_url:
+        process = start_loadgen(
+            loadgen_env(api_url, free_port(), LOADGEN_USERS="3", LOADGEN_DURATION_SECONDS="5"), tmp_path
+        )
+        status, report = finish(process, tmp_path, timeout=60)
+    assert status == 1
+    assert report["error_rate"] == 0 and report["messages_sent"] > 0
+    assert report["deliveries"]["delivered"] == 0 and report["deliveries"]["missed"] > 0
+    assert report["missed_rate"] == 1 and "deliveries were missed" in report["verdict"]
+
+
+def test_percentiles_are_within_one_percent() -> None:
+    # The report's percentiles come from 1 %-wide buckets, not from every sample.
+    rng = random.Random(7)
+    samples = [rng.lognormvariate(-4, 1.2) for _ in range(20_000)]
+    latencies = Latencies()
+    for sample in samples:
+        latencies.add(sample)
+    ordered = sorted(samples)
+    for q in (0.5, 0.95, 0.99):
+        exact = ordered[math.ceil(q * len(ordered)) - 1]
+        assert exact <= latencies.quantile(q) <= exact * 1.0101, q
+    assert latencies.quantile(1.0) == max(samples) and latencies.count == len(samples)
 
 
 @pytest.mark.parametrize(
