@@ -196,7 +196,9 @@ def problems(tally: Tally, role: str, json_errors: bool, answered: Callable[[Cas
             if answered(outcome.case):
                 found.append(f"no answer ({outcome.error}) to {raw!r}")
             continue
-        if answer.status >= 500 and not is_readiness_refusal(raw, answer):
+        if is_readiness_refusal(raw, answer):
+            continue  # its body is the readiness report, not an error
+        if answer.status >= 500:
             found.append(f"{answer.status} {answer.body!r} to {raw!r}")
         elif json_errors and answer.status >= 400 and (problem := json_error_problem(answer)):
             found.append(f"{problem} to {raw!r}")
