@@ -17,6 +17,8 @@ left as they are and the crawler counts the catalogue afresh.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 from .database import open_database
 from .messages import MESSAGE_MIGRATIONS
@@ -51,21 +54,28 @@ async def import_original_messages(path: str | Path | None) -> Path | None:
         return None
     path = Path(path)
     try:
-        with path.open("rb") as file:
-            head = file.read(len(SQLITE_HEADER))
+        file = path.open("rb")
     except (FileNotFoundError, IsADirectoryError):
         return None  # opening it as SQLite says what is wrong with a folder
-    if not head or head == SQLITE_HEADER:
-        return None  # SQLite takes an empty file for an empty database
-    raw = path.read_bytes()
-    messages = parse_original_messages(raw, path)
-    written_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-    building = path.with_name(path.name + BUILDING_SUFFIX)
-    _remove_sqlite_files(building)  # an earlier start killed while building
-    await _build_database(building, messages, written_at)
-    backup = _keep_backup(path, raw)
-    os.replace(building, path)
-    _fsync_folder(path.parent)
+    with file:
+        head = file.read(len(SQLITE_HEADER))
+        if not head or head == SQLITE_HEADER:
+            return None  # ours already (SQLite takes an empty file for an empty database)
+        # Two apis started on one volume import one at a time: whoever comes second
+        # finds the file replaced by the first one's database, with nothing to import.
+        await asyncio.to_thread(fcntl.flock, file.fileno(), fcntl.LOCK_EX)
+        if not _still_at(path, file):
+            return None
+        file.seek(0)
+        raw = file.read()
+        messages = parse_original_messages(raw, path)
+        written_at = datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, timezone.utc)
+        building = path.with_name(path.name + BUILDING_SUFFIX)
+        _remove_sqlite_files(building)  # an earlier start killed while building
+        await _build_database(building, messages, written_at)
+        backup = _keep_backup(path, raw)
+        os.replace(building, path)
+        _fsync_folder(path.parent)
     log.info(
         "API_DB_FILEPATH=%s held the original api's messages: imported %d of them, in order; "
         "the original file is kept as %s",
@@ -74,6 +84,13 @@ async def import_original_messages(path: str | Path | None) -> Path | None:
         backup,
     )
     return backup
+
+
+def _still_at(path: Path, file: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def parse_original_messages(raw: bytes, path: Path) -> list[tuple[str, str]]:

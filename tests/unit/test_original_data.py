@@ -6,6 +6,7 @@ tests/process/test_legacy_import.py; these are its edges, in-process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -132,3 +133,12 @@ def test_a_data_path_that_is_a_file_stops_with_one_line(tmp_path: Path) -> None:
     # A writable folder (here, as whoever runs the tests) passes, and is left as it was.
     prepare_data_paths(data_paths(ApiSettings(api_db_filepath=str(tmp_path / "new" / "db.json")), None))
     assert not (tmp_path / "new").exists()
+
+
+async def test_two_apis_starting_on_one_file_import_it_once(tmp_path: Path) -> None:
+    db = tmp_path / "db.json"
+    messages = [{"AuthorUsername": "a", "Text": str(n)} for n in range(2000)]
+    db.write_text(json.dumps(messages))
+    results = await asyncio.gather(import_original_messages(db), import_original_messages(db))
+    assert sorted(map(str, results)) == sorted([str(tmp_path / f"db.json{BACKUP_SUFFIX}"), "None"])
+    assert rows(db) == [("a", str(n)) for n in range(2000)]
