@@ -51,6 +51,8 @@ async def test_configured_origins_only(aiohttp_client: Any) -> None:
     post = await client.post(
         "/messages", json={"AuthorUsername": "a", "Text": "b"}, headers={"Origin": "http://evil.example"}
     )
+    # Refused outright, not merely unreadable (test_security_cross_site.py has the variants).
+    assert post.status == 403
     assert "Access-Control-Allow-Origin" not in post.headers
 
 
