@@ -498,7 +498,7 @@ class Doctor:
         saw = f"{where}: reachable; {_describe_progress(progress)}"
         crawl_state = progress.get("state") if isinstance(progress, dict) else None
         crawl_state = crawl_state if isinstance(crawl_state, str) else None
-        last_error = _last_error(progress) or "no detail"
+        last_error = _last_error(progress) or "the crawler's log has the error"
         if crawl_state in CATALOGUE_TROUBLE_STATES:
             problem = (
                 f"The crawler cannot read its catalogue ({last_error}): check CRAWLER_SOURCE_URL as the "
