@@ -22,15 +22,8 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
-from .gutendex import (
-    BookUnavailable,
-    CatalogueBook,
-    CatalogueUnavailable,
-    Gutendex,
-    PageNotFound,
-    TextSource,
-    first_page_url,
-)
+from .catalogue import CatalogueBook, TextSource, first_page_url
+from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
 from .settings import CrawlerSettings
 from .storage import CountedBook, CountStore, utc_now_iso
 

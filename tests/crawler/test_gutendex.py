@@ -10,18 +10,14 @@ from email.utils import format_datetime
 import aiohttp
 import pytest
 
+from synergychat.catalogue import PassingFault, TextSource, first_page_url, parse_page, pick_plain_text
 from synergychat.gutendex import (
     BookUnavailable,
     CatalogueUnavailable,
     Gutendex,
     PageNotFound,
-    PassingFault,
     RetryPolicy,
-    TextSource,
-    first_page_url,
-    parse_page,
     parse_retry_after,
-    pick_plain_text,
 )
 
 from . import fake_gutendex as faults
