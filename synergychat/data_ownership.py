@@ -156,8 +156,10 @@ def _check_writable(path: DataPath, fs_group: int) -> None:
             entries = list(os.scandir(folder))
         except OSError:
             entries = []  # writable but not listable: SQLite will say if our file is not usable
+        # The database and SQLite's files beside it must be writable (a backup need not be).
+        database_files = {path.file_prefix + suffix for suffix in ("", "-wal", "-shm", "-journal")}
         for entry in entries:
-            if entry.name.startswith(path.file_prefix) and not os.access(entry.path, os.W_OK):
+            if entry.name in database_files and not os.access(entry.path, os.W_OK):
                 raise StartupError(f"{prefix}: {_cannot_write('file', Path(entry.path), fs_group)}")
 
 
