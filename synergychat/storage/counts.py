@@ -122,9 +122,26 @@ def _stats_query(
 STREAM_CACHE_KIB = 256
 
 
+def _existing_file(path: Path) -> str:
+    """A URI that opens ``path`` only if it exists: a lost volume must not pass for an empty one."""
+    return f"{path.absolute().as_uri()}?mode=rw"
+
+
+def _probe_write_lock(path: Path) -> None:
+    """Take the file's write lock and let it go (a worker thread; readiness)."""
+    conn = sqlite3.connect(_existing_file(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, uri=True)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+    finally:
+        conn.close()
+
+
 def _open_stats_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for one /stats download (used only in the reader thread)."""
-    conn = sqlite3.connect(path, timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn = sqlite3.connect(
+        _existing_file(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=True
+    )
     try:
         conn.execute("PRAGMA query_only = ON")
         conn.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
@@ -156,12 +173,14 @@ class CountStore:
         # for the GIL (sqlite3 lets it go and takes it back for every row): /readyz took
         # seconds. One thread also caps what downloads cost at about one core.
         self._reader = ThreadPoolExecutor(1, "synergychat-stats-reader") if path else None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str | Path | None) -> CountStore:
         return cls(await open_database(path, COUNT_MIGRATIONS), Path(path) if path else None)
 
     async def close(self) -> None:
+        self._closed = True
         if self._reader is not None:
             self._reader.shutdown(wait=False, cancel_futures=True)
         await self._conn.close()
@@ -171,21 +190,22 @@ class CountStore:
         return await asyncio.get_running_loop().run_in_executor(self._reader, functools.partial(call, *args))
 
     async def check(self) -> None:
-        """Raise unless the file can take a write lock now (readiness).
+        """Raise unless the store is open and its file can take a write lock now (readiness).
 
-        Not behind the store's lock: a queue of ``/stats/totals`` or crawl writes there
-        is no reason to call the crawler unready (it was: 503 in 7 of 11 probes while
-        ten whole ``/stats`` were built under that lock).
+        Nothing here waits for the store's connection or its lock: a long ``/stats/totals``
+        or a crawl write there is no reason to call the crawler unready (ten whole
+        ``/stats`` built under that lock made /readyz 503 in 7 of 11 probes). The probe
+        is one trip to a worker thread, on a short-lived connection of its own.
         """
-        # The store's connection answers (not closed under us), without the lock: at most
-        # the one statement the lock let through runs before this one. A read inside a
-        # crawl's transaction is harmless.
-        await self._conn.execute("SELECT 1")
+        self._require_open()
         if self._path is None:  # in memory: nothing else can lock it
+            await self._conn.execute("SELECT 1")
             return
-        async with aiosqlite.connect(self._path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as probe:
-            await probe.execute("BEGIN IMMEDIATE")
-            await probe.rollback()
+        await asyncio.to_thread(_probe_write_lock, self._path)
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the count store is closed")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -361,8 +381,8 @@ class CountStore:
                 async with self._lock:
                     await cursor.close()
         # A file: a WAL reader of its own, so neither the crawl nor readiness waits for it.
-        # The store must be open still (not closing, not lost): it is what readiness reports.
-        await self._conn.execute("SELECT 1")
+        # The store must be open still (not closing): it is what readiness reports.
+        self._require_open()
         conn = await self._in_reader(_open_stats_reader, self._path)
         try:
             cursor = await self._in_reader(conn.execute, query, params)

@@ -157,3 +157,18 @@ async def test_readiness_does_not_wait_behind_the_count_store(
         assert ready["status"] == "ready" and ready["checks"]["database"]["ok"] is True
         # A /stats download streams from its own connection: it does not wait either.
         assert len(await running.get_json("/stats", keywords="love")) == LOVE_ROWS
+
+
+async def test_a_count_file_that_is_gone_is_not_ready(
+    gutendex: FakeGutendex, start_crawler: StartCrawler, tmp_path: Path
+) -> None:
+    # The volume is lost under a running crawler: the probe must not create an empty file.
+    running = await start_seeded(gutendex, start_crawler, tmp_path)
+    for name in ("crawler.sqlite3", "crawler.sqlite3-wal", "crawler.sqlite3-shm"):
+        (tmp_path / "counts" / name).unlink(missing_ok=True)
+    response = await running.client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["checks"]["database"]["ok"] is False
+    assert not (tmp_path / "counts" / "crawler.sqlite3").exists()
+    response = await running.client.get("/stats")
+    assert response.status == 503 and "error" in await response.json()
