@@ -234,7 +234,8 @@ def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Applica
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/messages", handlers.list_messages)
     app.router.add_post("/messages", handlers.post_message)
-    app.router.add_get("/messages/stream", handlers.stream)
+    # HEAD would send the stream's first events after the headers; streams are GET only.
+    app.router.add_get("/messages/stream", handlers.stream, allow_head=False)
     return app
 
 
