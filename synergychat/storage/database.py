@@ -7,6 +7,7 @@ file has not seen yet (``PRAGMA user_version`` remembers how far it got).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
+# How long a connection waits for another one's write lock before "database is locked".
+BUSY_TIMEOUT_MS = 5000
 
 
 async def open_database(path: str | Path | None, migrations: Sequence[str]) -> aiosqlite.Connection:
@@ -37,9 +40,9 @@ async def open_database(path: str | Path | None, migrations: Sequence[str]) -> a
     conn = await aiosqlite.connect(target)
     try:
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if target != MEMORY:
-            await conn.execute("PRAGMA journal_mode = WAL")
+            await use_wal(conn)
         await conn.execute("PRAGMA synchronous = FULL")
         await conn.execute("PRAGMA foreign_keys = ON")
         await migrate(conn, migrations)
@@ -47,6 +50,25 @@ async def open_database(path: str | Path | None, migrations: Sequence[str]) -> a
         await conn.close()
         raise
     return conn
+
+
+async def use_wal(conn: aiosqlite.Connection) -> None:
+    """Switch the file to WAL (a property of the file: whoever opens it first sets it).
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without waiting on busy_timeout, when another connection holds the
+    file at that moment (crawlers sharing a fresh folder): so wait here instead.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
