@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from synergychat.api import create_api_app
+from synergychat.bot import describe_totals
 from synergychat.crawler import Crawler, create_crawler_app
 from synergychat.settings import ApiSettings
 from synergychat.storage import CountedBook
-from synergychat.transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient
+from synergychat.transport import CatalogueStatus, CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient
 from tests.conftest import post_message
 from tests.crawler import fake_gutendex as faults
 from tests.crawler.conftest import closed_port_url, crawler_settings, make_crawler
@@ -114,3 +116,28 @@ async def test_the_bot_says_nothing_of_it_once_the_catalogue_answers_again(
     assert status["catalogue"]["reachable"] is True and status["catalogue"]["error"] is None
     reply = await chat.ask()
     assert reply.startswith("Beep boop! I have found 2 matches so far") and "catalogue" not in reply
+
+
+@pytest.mark.parametrize(
+    ("since", "said"),
+    [
+        # Today: the time is enough.
+        (f"{datetime.now(timezone.utc):%Y-%m-%d}T09:05:00.000Z", " since 09:05 UTC,"),
+        # Another day: the date too.
+        ("2026-01-02T09:05:00.000Z", " since 2026-01-02 09:05 UTC,"),
+        # Unknown or unreadable: no time rather than a wrong one.
+        (None, "catalogue, so"),
+        ("soon", "catalogue, so"),
+    ],
+)
+def test_since_when_is_said_plainly(since: str | None, said: str) -> None:
+    catalogue = CatalogueStatus(reachable=False, since=since, error="ClientConnectorError: 10.0.0.7:443")
+    reply = describe_totals({"totals": {"love": 2}, "books": 1}, 5, catalogue)
+    assert said in reply and "10.0.0.7" not in reply, reply
+    assert reply.endswith("love: 2 (in 1 book). I have read 5 books so far.")
+
+
+def test_a_catalogue_not_yet_tried_or_answering_changes_nothing() -> None:
+    for catalogue in (None, CatalogueStatus(), CatalogueStatus(reachable=True, since="2026-01-02T09:05:00Z")):
+        reply = describe_totals({"totals": {"love": 2}, "books": 1}, 5, catalogue)
+        assert reply.startswith("Beep boop! I have found 2 matches so far"), reply
