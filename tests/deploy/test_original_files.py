@@ -415,6 +415,7 @@ async def test_the_courses_kubernetes_files_with_an_original_database_and_two_cr
     wait_ready(f"{api}/readyz", timeout=90, describe=podman.logs, crawler=True)
     for crawler in crawlers:
         wait_ready(f"{crawler}/readyz", describe=podman.logs)
+    wait_ready(f"http://127.0.0.1:{ports['web_port']}/readyz", describe=podman.logs)
 
     # The original's messages come first, in order; the file is kept under the name the log gives.
     status, history = get_json(f"{api}/messages?limit=1000")
