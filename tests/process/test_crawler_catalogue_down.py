@@ -1,4 +1,4 @@
-"""Real processes: a crawler whose catalogue is down, and clients that walk away from /stats.
+"""Real processes: a crawler whose catalogue is down, and /stats clients that walk away or stall.
 
 The crawler's CRAWLER_SOURCE_URL is a port where nothing listens. The chat must
 say it can't reach the book catalogue (never where it is), over HTTP to a
@@ -87,3 +87,25 @@ def test_a_client_that_drops_a_stats_download_is_no_server_error(tmp_path: Path)
         assert log.count('"GET /stats" 200') == 3 and '" 500 ' not in log, log
     with sqlite3.connect(folder / "crawler.sqlite3") as conn:
         assert conn.execute("SELECT COUNT(*) FROM counts").fetchone() == (80_000,)
+
+
+def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(tmp_path: Path) -> None:
+    _, env = dead_catalogue_env(tmp_path)
+    env.update(CRAWLER_STATS_MAX_CONCURRENT="1", CRAWLER_SEND_TIMEOUT_SECONDS="1")
+    with running_role("crawler", tmp_path, env) as crawler:
+        seed_counts(tmp_path / "crawler-data" / "crawler.sqlite3", 40_000)
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", crawler.port))
+            stalled.sendall(b"GET /stats HTTP/1.1\r\nHost: crawler\r\n\r\n")
+            assert stalled.recv(12, socket.MSG_PEEK) == b"HTTP/1.1 200"
+            # Meanwhile the one slot is taken: the next download is refused at once.
+            assert http_json("GET", f"{crawler.url}/stats")[0] == 503
+            deadline = time.monotonic() + 30
+            while http_json("GET", f"{crawler.url}/status")[1]["stats_downloads"]["active"]:
+                assert time.monotonic() < deadline, crawler.log()
+                time.sleep(0.1)
+        assert http_json("GET", f"{crawler.url}/stats?keywords=hate")[0] == 200
+        log = crawler.log()
+        assert "the client took nothing for 1 s (CRAWLER_SEND_TIMEOUT_SECONDS)" in log, log
+        assert "Traceback" not in log and '" 500 ' not in log, log
