@@ -126,9 +126,19 @@ def parse_original_messages(raw: bytes, path: Path) -> list[tuple[str, str]]:
                 raise NotOriginalMessages(
                     f"{path}: message {index} has a {name} that is not a string; nothing was changed"
                 )
-            pair.append(value or "")
+            pair.append(_valid_text(value or ""))
         messages.append((pair[0], pair[1]))
     return messages
+
+
+def _valid_text(value: str) -> str:
+    """Lone surrogates (JSON may escape "\\ud800") become U+FFFD, as Go's decoder makes them:
+    they are no text UTF-8 or SQLite can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in value)
+    return value
 
 
 async def _build_database(building: Path, messages: list[tuple[str, str]], written_at: datetime) -> None:

@@ -39,6 +39,8 @@ from synergychat.storage.legacy_import import (
         (b'[{"Text": "t"}, {"AuthorUsername": null, "Text": "u"}]', [("", "t"), ("", "u")]),
         # Invalid UTF-8 becomes U+FFFD, as Go's decoder does, instead of refusing the file.
         (b'[{"AuthorUsername": "a", "Text": "\xff"}]', [("a", "\ufffd")]),
+        # So does a lone surrogate escape; a pair is one character.
+        (b'[{"AuthorUsername": "\\ud800", "Text": "\\ud83d\\ude00"}]', [("\ufffd", "\U0001f600")]),
     ],
 )
 def test_messages_are_read_as_the_original_reads_them(raw: bytes, expected: list[tuple[str, str]]) -> None:
