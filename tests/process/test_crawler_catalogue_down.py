@@ -1,4 +1,4 @@
-"""Real processes: a crawler whose catalogue is down, and /stats clients that walk away or stall.
+"""Real processes: a crawler whose catalogue is down or slow, and /stats clients that go or stall.
 
 The crawler's CRAWLER_SOURCE_URL is a port where nothing listens. The chat must
 say it can't reach the book catalogue (never where it is), over HTTP to a
@@ -16,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.crawler import fake_gutendex as faults
 from tests.crawler.test_stats_downloads import seed_counts
-from tests.process.test_crawler_processes import ask_stats, http_json, wait_for_status
+from tests.process.test_crawler_processes import (
+    ask_stats,
+    crawler_env,
+    fake_gutendex_thread,
+    http_json,
+    wait_for_status,
+)
 from tests.support.processes import free_port, running_role
 
 pytestmark = pytest.mark.process
@@ -109,3 +116,22 @@ def test_a_client_that_stops_reading_is_cut_off_after_the_send_timeout(tmp_path:
         log = crawler.log()
         assert "the client took nothing for 1 s (CRAWLER_SEND_TIMEOUT_SECONDS)" in log, log
         assert "Traceback" not in log and '" 500 ' not in log, log
+
+
+def test_a_book_served_at_one_byte_a_second_is_abandoned_and_the_crawl_goes_on(tmp_path: Path) -> None:
+    with fake_gutendex_thread() as gutendex:
+        # Pride and Prejudice trickles, forever: only the download deadline can end it.
+        gutendex.fail("/files/1342.txt", faults.TRICKLE)
+        env = {**crawler_env(gutendex, tmp_path / "crawler-data"), "CRAWLER_DOWNLOAD_TIMEOUT_SECONDS": "2"}
+        with running_role("crawler", tmp_path, env) as crawler:
+            status = wait_for_status(f"{crawler.url}/status", lambda s: s["state"] == "waiting")
+            # Every other book was counted; this one waits to be tried again later (an hour).
+            counts = (status["books_counted"], status["books_skipped"], status["books_to_try_later"])
+            assert counts == (6, 2, 1)
+            message = status["last_error"]["message"]
+            assert message.startswith(
+                "book 1342 (Pride and Prejudice) skipped: too slow: not finished after 2 s"
+            )
+            assert "trying it again in 60 min" in message
+            assert status["catalogue"]["reachable"] is True
+            assert gutendex.requests["/files/1342.txt"] == 1
