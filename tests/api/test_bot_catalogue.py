@@ -35,7 +35,9 @@ class ChatWithCrawler:
     api: TestClient
     crawler: Crawler
 
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0) -> dict[str, Any]:
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             status = await self.crawler.status()

@@ -148,7 +148,8 @@ async def test_a_download_is_one_snapshot_while_the_crawl_writes(tmp_path: Path,
     store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
     try:
         for book_id in range(1, 21):
-            await store.save_counts(CountedBook(book_id, f"Book {book_id}", None, None), ["love"], {"love": book_id}, 1)
+            book = CountedBook(book_id, f"Book {book_id}", None, None)
+            await store.save_counts(book, ["love"], {"love": book_id}, 1)
         expected = await store.stats(["love"], "")
         async with aclosing(store.stats_json_pages(["love"], "", 3)) as pages:
             first = await anext(pages)
@@ -157,7 +158,8 @@ async def test_a_download_is_one_snapshot_while_the_crawl_writes(tmp_path: Path,
             await store.save_counts(CountedBook(20, "Book 20", None, None), ["love"], {}, 1)
             rest = [page async for page in pages]
         assert json.loads(b"[" + b",".join([first, *rest]) + b"]") == expected
-        assert (await store.stats(["love"], ""))[-1] == {"Keyword": "love", "BookTitle": "Book 1", "Count": 99}
+        last = (await store.stats(["love"], ""))[-1]
+        assert last == {"Keyword": "love", "BookTitle": "Book 1", "Count": 99}
     finally:
         await store.close()
 

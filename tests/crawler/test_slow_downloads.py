@@ -90,7 +90,8 @@ async def test_a_download_past_its_deadline_is_abandoned_whatever_its_pace(
         crawler_download_timeout_seconds=1.5,
     )
     status = await running.wait_for(lambda s: s["last_error"] is not None)
-    assert status["last_error"]["message"].startswith("book 2 (Slow) skipped: too slow: not finished after 1.5 s")
+    message = status["last_error"]["message"]
+    assert message.startswith("book 2 (Slow) skipped: too slow: not finished after 1.5 s")
     status = await running.wait_until_waiting()
     # Tried again when it was due (at the next page or book), and counted.
     assert ("love", "Slow") in rows(await running.crawler.stats([], ""))

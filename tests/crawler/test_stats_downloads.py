@@ -36,7 +36,10 @@ def seed_counts(db_file: Path, books: int, keywords: tuple[str, ...] = ("love", 
         conn.executemany(
             "INSERT INTO books (id, title, title_folded, status, keywords, pass_number, updated_at)"
             " VALUES (?, ?, ?, 'counted', ?, 1, '2026-01-01T00:00:00.000Z')",
-            ((10**6 + i, f"Seeded book {i}", f"seeded book {i}", json.dumps(sorted(keywords))) for i in range(books)),
+            (
+                (10**6 + i, f"Seeded book {i}", f"seeded book {i}", json.dumps(sorted(keywords)))
+                for i in range(books)
+            ),
         )
         conn.executemany(
             "INSERT INTO counts (keyword, book_id, count) VALUES (?, ?, ?)",
