@@ -30,7 +30,7 @@ from .gutendex import (
     Timeouts,
 )
 from .commands import MAX_KEYWORD_CHARS, MAX_QUERY_KEYWORDS, MAX_TITLE_CHARS
-from .http_errors import ClientError, json_errors
+from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .storage import CountStore
@@ -320,6 +320,8 @@ def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None
     app[STATS_DOWNLOADS] = StatsDownloads(
         settings.crawler_stats_max_concurrent, settings.crawler_send_timeout_seconds
     )
+    # aiohttp answers a few errors (an unknown Expect: 417) before any middleware runs.
+    app.on_response_prepare.append(plain_errors_as_json)
     app.cleanup_ctx.append(crawler.lifecycle)
     app.router.add_get("/", describe)
     app.router.add_get("/healthz", healthz)
