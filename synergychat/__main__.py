@@ -53,7 +53,13 @@ def run_role(argv: list[str]) -> None:
         # Started as root (the image's default): own the data folders, then run as the image's user.
         prepare_data_paths(data_paths(settings.api, settings.crawler))
         asyncio.run(
-            serve(build_app(role, settings), port, server_settings.max_connections, SHUTDOWN_TIMEOUT_SECONDS)
+            serve(
+                build_app(role, settings),
+                port,
+                server_settings.max_connections,
+                SHUTDOWN_TIMEOUT_SECONDS,
+                server_settings.access_log,
+            )
         )
     except StartupError as error:
         fail(str(error), status=1)

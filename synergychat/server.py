@@ -294,11 +294,15 @@ async def _prepare_response(request: web.Request, response: web.StreamResponse) 
         response.headers["Connection"] = "close"
 
 
-async def serve(app: web.Application, port: int, max_connections: int, shutdown_timeout: float) -> None:
+async def serve(
+    app: web.Application, port: int, max_connections: int, shutdown_timeout: float, access_log_on: bool = True
+) -> None:
     """Serve ``app`` on ``port`` until SIGTERM or SIGINT, then shut down gracefully."""
     app.on_response_prepare.append(_prepare_response)
     cap = connection_cap(max_connections, raise_open_file_limit())
     app[MAX_STREAMS] = stream_cap(cap)
+    if not access_log_on:
+        access_log.setLevel(logging.WARNING)
     runner = ChatAppRunner(app, max_connections=cap, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()

@@ -23,9 +23,14 @@ MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5000
 
 
-async def open_database(path: str | Path | None, migrations: Sequence[str]) -> aiosqlite.Connection:
+async def open_database(
+    path: str | Path | None, migrations: Sequence[str], *, autocommit: bool = False
+) -> aiosqlite.Connection:
     """Open (creating parent folders) a SQLite file tuned for a small, durable service,
     with its schema brought up to date by ``migrations``.
+
+    ``autocommit``: no implicit transactions; each statement commits on its own unless
+    the caller says ``BEGIN``.
 
     WAL lets readers run beside the writer; ``synchronous=FULL`` makes a commit
     durable before we acknowledge it, so a 201 survives a kill or power loss.
@@ -37,7 +42,7 @@ async def open_database(path: str | Path | None, migrations: Sequence[str]) -> a
         # outlives the failure and later reports to a closed event loop (a second,
         # confusing traceback after the real error).
         sqlite3.connect(target).close()
-    conn = await aiosqlite.connect(target)
+    conn = await aiosqlite.connect(target, isolation_level=None) if autocommit else await aiosqlite.connect(target)
     try:
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
