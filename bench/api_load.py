@@ -233,7 +233,7 @@ def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int
         clients.stdin.write("quit\n")
         clients.stdin.flush()
         clients.wait(30)
-        time.sleep(2)
+        time.sleep(4)  # the api lets go of closed streams within a second or two
         after = rss_mb(api.pid)
     missing = sum(1 for delay in delays if delay != delay)
     delays = [delay for delay in delays if delay == delay]
@@ -299,7 +299,9 @@ def main() -> None:
             ceiling = load.median(f"http://127.0.0.1:{port}/")
             print(row("-", "aiohttp hello world (ceiling)", ceiling, ceiling.rate, rss_mb(hello.pid)), flush=True)
 
-        for size in (int(value) for value in args.sizes.split(",") if value):
+        sizes = [int(value) for value in args.sizes.split(",") if value]
+        first_size = sizes[0] if sizes else None
+        for size in sizes:
             db = tmp / "messages.sqlite3"
             seed_sqlite(db, size)
             port = free_port()
@@ -314,6 +316,16 @@ def main() -> None:
                 ):
                     result = load.median(url + path, post)
                     print(row(label, what, result, ceiling.rate, rss_mb(api.pid)), flush=True)
+            if size == first_size:
+                # The access log's share: the same api with ACCESS_LOG=false.
+                quiet_env = {**api_env(port, db), "ACCESS_LOG": "false"}
+                with server(api_command(), url + "/readyz", quiet_env, server_core) as api:
+                    for what, path, post in (
+                        ("GET /messages, ACCESS_LOG=false", "/messages", False),
+                        ("POST /messages, ACCESS_LOG=false", "/messages", True),
+                    ):
+                        result = load.median(url + path, post)
+                        print(row(label, what, result, ceiling.rate, rss_mb(api.pid)), flush=True)
             if args.original_api:
                 seed_original_json(tmp / "original.json", size)
                 env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}

@@ -13,6 +13,9 @@ noticed without a task per stream.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 from collections.abc import Iterable
 
@@ -24,10 +27,26 @@ log = logging.getLogger(__name__)
 # as not reading: about a thousand messages.
 MAX_UNSENT_BYTES = 256 * 1024
 PING_SECONDS = 15.0
+# How soon a stream whose client hung up is let go (its memory with it).
+SWEEP_SECONDS = 1.0
 # The fan-out lets other work (POSTs, probes) run after this many streams.
 STREAMS_PER_SLICE = 500
+# After this many streams have closed, freed memory is handed back to the system.
+RELEASE_AFTER_CLOSED = 1000
 _PING = b": ping\n\n"
 STREAM_SHUTDOWN = "the server is shutting down"
+
+
+def release_memory() -> None:
+    """Give freed heap back to the system. glibc keeps what thousands of closed streams
+    used (their buffers) for reuse, so RSS would stay at its peak for good."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to ask
 
 
 def sse_event(event: str, data: str, event_id: int | None = None) -> bytes:
@@ -79,6 +98,8 @@ class MessageHub:
         self._batches: asyncio.Queue[list[Message]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
+        self._peak = 0
+        self._release: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -91,6 +112,8 @@ class MessageHub:
 
     async def stop(self) -> None:
         self.close()
+        if self._release is not None:
+            self._release.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -102,6 +125,7 @@ class MessageHub:
         if self.closed:
             stream.end(STREAM_SHUTDOWN)
         self._streams.add(stream)
+        self._peak = max(self._peak, len(self._streams))
         return stream
 
     def go_live(self, stream: Stream) -> None:
@@ -113,6 +137,14 @@ class MessageHub:
 
     def leave(self, stream: Stream) -> None:
         self._streams.discard(stream)
+        if self._release is None and self._peak - len(self._streams) >= RELEASE_AFTER_CLOSED:
+            # Once the wave of closing streams has passed, not once per stream.
+            self._release = asyncio.get_running_loop().call_later(1.0, self._release_memory)
+
+    def _release_memory(self) -> None:
+        self._release = None
+        self._peak = len(self._streams)
+        release_memory()
 
     def publish(self, messages: list[Message]) -> None:
         """Called with each committed batch, in commit order. Never blocks."""
@@ -143,11 +175,20 @@ class MessageHub:
                     await asyncio.sleep(0)
 
     async def _ping(self) -> None:
+        """Each second, end the streams whose client hung up (their transport is closing);
+        every ``PING_SECONDS``, write a comment to all, which finds the silently dead."""
         chunk = http_chunk(_PING)
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + PING_SECONDS
         while True:
-            await asyncio.sleep(PING_SECONDS)
+            await asyncio.sleep(SWEEP_SECONDS)
+            ping = loop.time() >= next_ping
+            if ping:
+                next_ping = loop.time() + PING_SECONDS
             for number, stream in enumerate(list(self._streams), start=1):
-                if stream.held is None:
+                if stream.transport.is_closing():
+                    stream.end("the client went away")
+                elif ping and stream.held is None:
                     stream.write(chunk)
                 if number % STREAMS_PER_SLICE == 0:
                     await asyncio.sleep(0)

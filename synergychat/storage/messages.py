@@ -279,11 +279,11 @@ class MessageStore:
     # Reading.
 
     async def _read(self, query: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
+        # One trip to the connection's thread (execute, then fetch, would be two or three).
         if self._shared is not None:
-            async with self._shared, self._reader.execute(query, params) as cursor:
-                return list(await cursor.fetchall())
-        async with self._reader.execute(query, params) as cursor:
-            return list(await cursor.fetchall())
+            async with self._shared:
+                return list(await self._reader.execute_fetchall(query, params))
+        return list(await self._reader.execute_fetchall(query, params))
 
     def latest_page(self) -> bytes:
         """The newest ``DEFAULT_PAGE_SIZE`` messages as a JSON array, oldest first (no query)."""
