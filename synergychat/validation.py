@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, Valida
 from pydantic_core import PydanticCustomError
 
 from .http_errors import ClientError
+# The page sizes are the message store's: it keeps the newest MAX_PAGE_SIZE in memory.
+from .storage.messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: F401 (re-exported)
 
 MAX_BODY_BYTES = 64 * 1024
 # 64 KiB takes well under a second on any real link; a body still arriving after this
@@ -21,8 +23,6 @@ MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 MAX_USERNAME_CHARS = 64
 MAX_TEXT_CHARS = 4000
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 MAX_ID = 2**63 - 1  # SQLite's INTEGER
 # Nobody may post as the bot: its replies are styled apart and users trust them.
 RESERVED_USERNAMES = frozenset({"crawler-bot"})
