@@ -19,13 +19,13 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosqlite
 
-from .database import MEMORY, check_writable, open_database, utc_now_iso
+from .database import BUSY_TIMEOUT_MS, MEMORY, check_writable, open_database, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ Listener = Callable[[list[Message]], None]
 
 
 class MessageStore:
-    """The chat history. ``add`` returns only once the message is committed."""
+    """The chat history. ``add_and_page`` returns only once the message is committed."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, history_id: str) -> None:
         self._writer = writer
@@ -127,8 +127,6 @@ class MessageStore:
         self._last_id = 0
         self._last_write_failure: float | None = None
         self._listeners: list[Listener] = []
-        # In memory there is one connection; a read must not land inside the writer's transaction.
-        self._shared = asyncio.Lock() if reader is writer else None
 
     @classmethod
     async def open(cls, path: str | Path | None) -> MessageStore:
@@ -138,7 +136,7 @@ class MessageStore:
         try:
             if str(path or MEMORY) != MEMORY:
                 reader = await aiosqlite.connect(str(path))
-                await reader.execute("PRAGMA busy_timeout = 5000")
+                await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             async with writer.execute("SELECT id FROM history") as cursor:
                 row = await cursor.fetchone()
             assert row is not None  # the second migration inserts it
@@ -173,10 +171,6 @@ class MessageStore:
 
     # Writing.
 
-    async def add(self, author_username: str, text: str) -> Message:
-        message, _ = await self.add_and_page(author_username, text)
-        return message
-
     async def add_and_page(self, author_username: str, text: str) -> tuple[Message, bytes]:
         """Store the message; return it and the latest page as of its commit (it is on it)."""
         if self._task is None or self._task.done():
@@ -193,11 +187,7 @@ class MessageStore:
             writes = [item for item in batch if isinstance(item, _PendingWrite)]
             probes = [item for item in batch if isinstance(item, _Probe)]
             try:
-                if self._shared is not None:
-                    async with self._shared:
-                        stored = await self._commit(writes, bool(probes))
-                else:
-                    stored = await self._commit(writes, bool(probes))
+                stored = await self._commit(writes, bool(probes))
             except asyncio.CancelledError:
                 for item in batch:
                     if not item.done.done():
@@ -253,17 +243,13 @@ class MessageStore:
             await self._writer.execute("UPDATE history SET checked_at = ?", (created_at,))
         return stored
 
-    def _remember(self, stored: Iterable[Message]) -> bytes:
+    def _remember(self, stored: Sequence[Message]) -> bytes:
         """Add committed messages to the newest ones in memory; return the latest page."""
-        changed = False
-        for message in stored:
-            self._recent.append(message)
-            self._last_id = message.id
-            changed = True
-        if changed:
+        if stored:
+            self._recent.extend(stored)
+            self._last_id = stored[-1].id
             self._latest_page = self._join(DEFAULT_PAGE_SIZE)
-        if self._last_write_failure is not None and changed:
-            self._last_write_failure = None
+            self._last_write_failure = None  # a message was stored: writes work again
         return self._latest_page
 
     def _join(self, limit: int) -> bytes:
@@ -274,20 +260,15 @@ class MessageStore:
         rows = await self._read(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?", (MAX_PAGE_SIZE,)
         )
-        self._remember(new_message(*row) for row in reversed(rows))
+        self._remember([new_message(*row) for row in reversed(rows)])
 
     # Reading.
 
     async def _read(self, query: str, params: tuple[object, ...]) -> list[aiosqlite.Row]:
         # One trip to the connection's thread (execute, then fetch, would be two or three).
-        if self._shared is not None:
-            async with self._shared:
-                return list(await self._reader.execute_fetchall(query, params))
+        # In memory the reader is the writer: every write is one autocommitted statement,
+        # so a read can't land inside a write's transaction.
         return list(await self._reader.execute_fetchall(query, params))
-
-    def latest_page(self) -> bytes:
-        """The newest ``DEFAULT_PAGE_SIZE`` messages as a JSON array, oldest first (no query)."""
-        return self._latest_page
 
     async def page_json(self, limit: int, before: int | None = None) -> bytes:
         """The ``limit`` newest messages older than ``before``, oldest first, as a JSON array."""
