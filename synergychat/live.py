@@ -91,6 +91,16 @@ class Stream:
         transport.write(chunk)
         return True
 
+    def send(self, batch: list[Message], whole: bytes | None = None) -> None:
+        """Send the messages of ``batch`` (in id order) it has not had; ``whole`` is the
+        batch already encoded, written as it is when the stream has had none of it."""
+        if not batch or self.last_id >= batch[-1].id:
+            return
+        if whole is None or self.last_id >= batch[0].id:
+            whole = http_chunk(message_events(message for message in batch if message.id > self.last_id))
+        if self.write(whole):
+            self.last_id = batch[-1].id
+
 
 class MessageHub:
     def __init__(self) -> None:
@@ -131,9 +141,7 @@ class MessageHub:
     def go_live(self, stream: Stream) -> None:
         """Send what arrived during the catch-up (newer than it got), then stream directly."""
         held, stream.held = stream.held or [], None
-        fresh = [message for message in held if message.id > stream.last_id]
-        if fresh and stream.write(http_chunk(message_events(fresh))):
-            stream.last_id = fresh[-1].id
+        stream.send(held)
 
     def leave(self, stream: Stream) -> None:
         self._streams.discard(stream)
@@ -159,18 +167,13 @@ class MessageHub:
     async def _fan_out(self) -> None:
         while True:
             batch = await self._batches.get()
-            chunk = http_chunk(message_events(batch))
-            first, last = batch[0].id, batch[-1].id
+            # Encoded once for every stream that has had none of the batch.
+            whole = http_chunk(message_events(batch))
             for number, stream in enumerate(list(self._streams), start=1):
                 if stream.held is not None:
                     stream.held.extend(batch)
-                elif stream.last_id < first:
-                    if stream.write(chunk):
-                        stream.last_id = last
-                elif stream.last_id < last:  # it has seen part of this batch already
-                    fresh = [message for message in batch if message.id > stream.last_id]
-                    if stream.write(http_chunk(message_events(fresh))):
-                        stream.last_id = last
+                else:
+                    stream.send(batch, whole)
                 if number % STREAMS_PER_SLICE == 0:
                     await asyncio.sleep(0)
 
