@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make the local Python base image the container tests build on, where no image
-# can be pulled (see shared/CONTAINERS.md):
+# can be pulled (see docs/CONTAINERS.md):
 #   1. debootstrap a minimal Debian with python3 from the host's own apt mirror,
 #   2. import it into podman,
 #   3. add the host's CA bundle, so builds on it reach the package registries

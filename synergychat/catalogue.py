@@ -1,6 +1,6 @@
 """What the Gutendex catalogue says: pages of books, and each book's plain-text formats.
 
-Parsed from the catalogue's JSON (CONTRACT.md), leniently: an entry without a
+Parsed from the catalogue's JSON (docs/CONTRACT.md), leniently: an entry without a
 book id is dropped, not the page. A 200 that is no catalogue page is told
 apart (``NotACatalogue``) so the crawler can say "check CRAWLER_SOURCE_URL".
 ``gutendex.py`` fetches the pages and the texts.

@@ -2,7 +2,7 @@
 
 A book's ``Count`` for a keyword is the number of its lines that contain the
 keyword, case-insensitively, as a substring ("love" counts "gloves"), as
-CONTRACT.md says. Lines end at ``\\n``; the ``\\r`` of a ``\\r\\n`` stays on its line
+docs/CONTRACT.md says. Lines end at ``\\n``; the ``\\r`` of a ``\\r\\n`` stays on its line
 and matches nothing. Case-insensitive means both sides go through ``str.lower``.
 
 The text arrives as bytes in pieces of any size. Memory stays bounded: only the

@@ -171,7 +171,7 @@ class Crawler:
             raise CrawlStopped(checks["crawl"]["detail"])
 
     async def stats(self, keywords: Sequence[str], title: str) -> list[KeywordCount]:
-        """Counts per keyword and book, ``Count`` ascending (CONTRACT.md's ``/stats``).
+        """Counts per keyword and book, ``Count`` ascending (``/stats`` in docs/CONTRACT.md).
 
         ``keywords`` keeps exactly those keywords (folded like the configured ones);
         ``title`` keeps books whose title contains it, case-insensitively. Empty: no filter.

@@ -1,6 +1,6 @@
 """A fake Gutendex catalogue (and Gutenberg file server) with faults to order.
 
-Pages look like the real ``GET /books/?page=N`` answers (CONTRACT.md); book texts
+Pages look like the real ``GET /books/?page=N`` answers (docs/CONTRACT.md); book texts
 are served from ``/files/NAME``. Faults are queued per path: each request to the
 path takes the next fault, and once the queue is empty the path answers normally.
 """

@@ -1,4 +1,4 @@
-"""count_keyword_lines: the Count of CONTRACT.md, on any text, in any pieces."""
+"""count_keyword_lines: the Count of docs/CONTRACT.md, on any text, in any pieces."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Everything podman creates here is named ``sc-deploy-<pid>-...`` and removed when
 the test ends, pass or fail; leftovers of runs whose process is gone are swept
 at the start of a session. A missing tool fails the test (it never skips): the
 deployment is part of what we ship. The app image is built once per session on
-a local base image (scripts/build-base-image.sh), as shared/CONTAINERS.md says.
+a local base image (scripts/build-base-image.sh), as docs/CONTAINERS.md says.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def crawler_app(books_counted: int = 3) -> web.Application:
 
 
 def gutendex_app() -> web.Application:
-    """A one-book Gutendex, shaped like the real one (CONTRACT.md)."""
+    """A one-book Gutendex, shaped like the real one (docs/CONTRACT.md)."""
 
     async def books(request: web.Request) -> web.Response:
         text_url = str(request.url.with_path("/ebooks/84.txt.utf-8").with_query(None))

@@ -25,7 +25,7 @@ from synergychat.web import page_config_json
 @pytest.mark.parametrize(
     ("page", "api_url", "kind", "base"),
     [
-        # Both trailing-slash forms mean the same base (CONTRACT.md).
+        # Both trailing-slash forms mean the same base (docs/CONTRACT.md).
         ("http://h:8080/", "/api", PageKind.CONFIG, "http://h:8080/api/"),
         ("http://h:8080/", "/api/", PageKind.CONFIG, "http://h:8080/api/"),
         ("http://h:8080/", "/api//", PageKind.CONFIG, "http://h:8080/api/"),
