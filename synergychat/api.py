@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from .cors import CorsPolicy
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .readiness import Checks, readiness_response
-from .server import MAX_STREAMS, QUIET_ACCESS
+from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
 from .settings import ApiSettings, StartupError
 from .storage import MessageStore, StoreUnavailable
 from .storage.legacy_import import import_original_messages
@@ -74,27 +73,13 @@ def message_store_errors(exc: Exception) -> tuple[int, str] | None:
     return None
 
 
-class RefusalReport:
-    """Streams refused at the limit, logged as one line every few seconds, not one each."""
-
-    def __init__(self, every_seconds: float = 10.0) -> None:
-        self._every = every_seconds
-        self._count = 0
-        self._last = 0.0
-
-    def count(self, limit: int) -> None:
-        self._count += 1
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            log.warning("at the stream limit (%d, from MAX_CONNECTIONS): %d stream(s) refused", limit, self._count)
-            self._last, self._count = now, 0
-
-
 class ApiHandlers:
     def __init__(self, settings: ApiSettings) -> None:
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
         self._crawler_timeout = settings.crawler_timeout_seconds
-        self._stream_refusals = RefusalReport()
+        self._stream_refusals = CountedWarning(
+            log, "%d stream(s) refused at the stream limit (%d, from MAX_CONNECTIONS)"
+        )
 
     async def describe(self, request: web.Request) -> web.Response:
         # Load balancers probe GET / by default; answering 200 here keeps them happy.

@@ -46,7 +46,8 @@ REFUSAL_LOG_SECONDS = 10.0
 # On shutdown: how long a keep-alive connection may still bring a request (answered,
 # with "Connection: close") before the idle ones are closed.
 IDLE_GRACE_SECONDS = 0.5
-PROBE_PATHS = frozenset({"/healthz", "/readyz", "/api/healthz", "/api/readyz", "/crawler/healthz", "/crawler/readyz"})
+# Every role's probes, at the root or under a part's prefix (/api/readyz under `all`).
+PROBE_SUFFIXES = ("/healthz", "/readyz")
 # A request marked so is logged at DEBUG: refusals at a limit are counted and reported
 # in one line now and then, not one line each.
 QUIET_ACCESS = web.RequestKey("quiet_access", bool)
@@ -93,36 +94,48 @@ def connection_cap(wanted: int, open_files: int) -> int:
     return wanted
 
 
-class AcceptFailureReport:
-    """asyncio logs every failed accept with a traceback (thousands a second when out of
-    descriptors); this says it once every few seconds, with a count, and passes the
-    rest to the default handler."""
+class CountedWarning:
+    """An event that can come thousands of times a second (refusals at a limit, failed
+    accepts), logged as one WARNING every ``REFUSAL_LOG_SECONDS`` with how many there were.
+    ``template`` takes the count first, then the arguments given to ``count``."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger: logging.Logger, template: str) -> None:
+        self._logger = logger
+        self._template = template
         self._count = 0
-        self._last = 0.0
+        self._last = float("-inf")
 
-    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get("message") != "socket.accept() out of system resource":
-            loop.default_exception_handler(context)
-            return
+    def count(self, *args: object) -> None:
         self._count += 1
         now = time.monotonic()
         if now - self._last >= REFUSAL_LOG_SECONDS:
-            log.warning(
-                "out of open files: %d connection(s) not accepted (%s); raise the open-file limit"
-                " or lower MAX_CONNECTIONS",
-                self._count,
-                context.get("exception"),
-            )
+            self._logger.warning(self._template, self._count, *args)
             self._last, self._count = now, 0
+
+
+def report_accept_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio logs every failed accept with a traceback (thousands a second when out of
+    descriptors): say it with a count instead, and pass everything else on as usual."""
+    failures = CountedWarning(
+        log,
+        "out of open files: %d connection(s) not accepted (%s);"
+        " raise the open-file limit or lower MAX_CONNECTIONS",
+    )
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == "socket.accept() out of system resource":
+            failures.count(context.get("exception"))
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 class ProbeQuietAccessLogger(AbstractAccessLogger):
     """One line a request, at INFO; health probes (every few seconds, forever) at DEBUG."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        quiet = request.path in PROBE_PATHS or request.get(QUIET_ACCESS, False)
+        quiet = request.path.endswith(PROBE_SUFFIXES) or request.get(QUIET_ACCESS, False)
         level = logging.DEBUG if quiet else logging.INFO
         if self.logger.isEnabledFor(level):
             self.logger.log(
@@ -200,9 +213,12 @@ class CappedServer(web.Server):
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
         self.shutting_down = False
-        self._refused = 0
-        self._evicted = 0
-        self._last_report = 0.0
+        self._refused = CountedWarning(
+            log, "%d new connection(s) refused at the connection limit (MAX_CONNECTIONS=%d)"
+        )
+        self._evicted = CountedWarning(
+            log, "%d idle keep-alive connection(s) closed to make room (MAX_CONNECTIONS=%d)"
+        )
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
@@ -225,8 +241,7 @@ class CappedServer(web.Server):
         """True if a new connection may be served (closing an idle one if need be)."""
         if len(self._connections) < self.max_connections or self._evict_idle():
             return True
-        self._refused += 1
-        self._report()
+        self._refused.count(self.max_connections)
         return False
 
     def _evict_idle(self) -> bool:
@@ -235,23 +250,9 @@ class CappedServer(web.Server):
             if isinstance(handler, GuardedRequestHandler) and handler.idle:
                 handler.force_close()
                 self._connections.pop(handler, None)
-                self._evicted += 1
-                self._report()
+                self._evicted.count(self.max_connections)
                 return True
         return False
-
-    def _report(self) -> None:
-        now = time.monotonic()
-        if now - self._last_report >= REFUSAL_LOG_SECONDS:
-            self._last_report = now
-            log.warning(
-                "at the connection limit (MAX_CONNECTIONS=%d): %d idle connection(s) closed and"
-                " %d new one(s) refused since the last report",
-                self.max_connections,
-                self._evicted,
-                self._refused,
-            )
-            self._evicted = self._refused = 0
 
 
 class ChatAppRunner(web.AppRunner):
@@ -307,13 +308,15 @@ async def serve(
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(AcceptFailureReport())
+    report_accept_failures(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         site = web.TCPSite(runner, port=port, backlog=LISTEN_BACKLOG)
         await site.start()
-        log.info("serving on port %d (at most %d connections, %d of them streams)", port, cap, app[MAX_STREAMS])
+        log.info(
+            "serving on port %d (at most %d connections, %d of them streams)", port, cap, app[MAX_STREAMS]
+        )
         await stop.wait()
         log.info("stopping: no new connections; finishing the requests in flight")
     finally:

@@ -277,7 +277,7 @@ class MessageStore:
                 return self._latest_page
             return self._join(limit)  # the newest MAX_PAGE_SIZE are all in memory
         # An older page: SQLite builds the JSON, in the same shape as Message.json.
-        query = f"""
+        query = """
             SELECT json_group_array(json_object(
                 'id', id, 'AuthorUsername', author_username, 'Text', text, 'created_at', created_at))
             FROM (SELECT * FROM (SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?) ORDER BY id)
