@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from ..stats import KeywordCount, KeywordTotals
-from .database import PROBE_BUSY_TIMEOUT_SECONDS, open_database, utc_now_iso
+from .database import (
+    PROBE_BUSY_TIMEOUT_SECONDS,
+    check_writable,
+    existing_file_uri,
+    open_database,
+    utc_now_iso,
+)
 
 T = TypeVar("T")
 
@@ -122,25 +128,10 @@ def _stats_query(
 STREAM_CACHE_KIB = 256
 
 
-def _existing_file(path: Path) -> str:
-    """A URI that opens ``path`` only if it exists: a lost volume must not pass for an empty one."""
-    return f"{path.absolute().as_uri()}?mode=rw"
-
-
-def _probe_write_lock(path: Path) -> None:
-    """Take the file's write lock and let it go (a worker thread; readiness)."""
-    conn = sqlite3.connect(_existing_file(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, uri=True)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.rollback()
-    finally:
-        conn.close()
-
-
 def _open_stats_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for one /stats download (used only in the reader thread)."""
     conn = sqlite3.connect(
-        _existing_file(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=True
+        existing_file_uri(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=True
     )
     try:
         conn.execute("PRAGMA query_only = ON")
@@ -201,7 +192,7 @@ class CountStore:
         if self._path is None:  # in memory: nothing else can lock it
             await self._conn.execute("SELECT 1")
             return
-        await asyncio.to_thread(_probe_write_lock, self._path)
+        await check_writable(self._path)
 
     def _require_open(self) -> None:
         if self._closed:

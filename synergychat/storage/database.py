@@ -128,21 +128,28 @@ def split_statements(script: str) -> list[str]:
 PROBE_BUSY_TIMEOUT_SECONDS = 0.8
 
 
-async def check_writable(conn: aiosqlite.Connection) -> None:
-    """Raise unless the database file can take a write lock right now (readiness).
+def existing_file_uri(path: Path) -> str:
+    """A URI that opens ``path`` only if it exists: a lost volume must not pass for an empty one."""
+    return f"{path.absolute().as_uri()}?mode=rw"
 
-    The probe uses its own short-lived connection: a write lock taken and rolled
-    back on the store's shared connection could roll back a concurrent insert.
+
+def _probe_write_lock(path: Path) -> None:
+    conn = sqlite3.connect(existing_file_uri(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, uri=True)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+async def check_writable(path: Path) -> None:
+    """Raise unless the database file exists and can take a write lock right now (readiness).
+
+    One trip to a worker thread, on a short-lived connection of its own: a lock taken
+    and rolled back on a store's connection could roll back its writes, and waiting for
+    that connection would make a busy store look unready.
     """
-    async with conn.execute("PRAGMA database_list") as cursor:
-        rows = await cursor.fetchall()
-    path = next((row[2] for row in rows if row[1] == "main"), "")
-    if not path:  # in memory: nothing else can lock it
-        await conn.execute("SELECT 1")
-        return
-    async with aiosqlite.connect(path, timeout=PROBE_BUSY_TIMEOUT_SECONDS) as probe:
-        await probe.execute("BEGIN IMMEDIATE")
-        await probe.rollback()
+    await asyncio.to_thread(_probe_write_lock, path)
 
 
 def utc_now_iso() -> str:

@@ -116,7 +116,10 @@ Listener = Callable[[list[Message]], None]
 class MessageStore:
     """The chat history. ``add_and_page`` returns only once the message is committed."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, history_id: str) -> None:
+    def __init__(
+        self, writer: aiosqlite.Connection, reader: aiosqlite.Connection, history_id: str, path: Path | None
+    ) -> None:
+        self._path = path
         self._writer = writer
         self._reader = reader
         self.history_id = history_id
@@ -131,16 +134,17 @@ class MessageStore:
     @classmethod
     async def open(cls, path: str | Path | None) -> MessageStore:
         # Autocommit: each write statement is its own durable transaction (see _commit).
-        writer = await open_database(path, MESSAGE_MIGRATIONS, autocommit=True)
-        reader = writer
+        file = Path(path) if path and str(path) != MEMORY else None
+        writer = await open_database(file, MESSAGE_MIGRATIONS, autocommit=True)
+        reader = writer  # in memory there is only the one connection
         try:
-            if str(path or MEMORY) != MEMORY:
-                reader = await aiosqlite.connect(str(path))
+            if file is not None:
+                reader = await aiosqlite.connect(file)
                 await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             async with writer.execute("SELECT id FROM history") as cursor:
                 row = await cursor.fetchone()
             assert row is not None  # the second migration inserts it
-            store = cls(writer, reader, row[0])
+            store = cls(writer, reader, row[0], file)
             await store._load_recent()
         except BaseException:
             if reader is not writer:
@@ -304,9 +308,9 @@ class MessageStore:
         """Raise unless a write commits now, and none failed in the last few seconds."""
         if self._task is None or self._task.done():
             raise StoreUnavailable("the message writer is not running")
-        if self._writer is not self._reader:
+        if self._path is not None:
             # A lock held by another process shows here, without queueing behind it.
-            await check_writable(self._reader)
+            await check_writable(self._path)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Probe(done))
         await done
