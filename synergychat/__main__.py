@@ -52,6 +52,9 @@ def run_role(argv: list[str]) -> None:
     try:
         # Started as root (the image's default): own the data folders, then run as the image's user.
         prepare_data_paths(data_paths(settings.api, settings.crawler))
+    except StartupError as error:
+        fail(str(error), status=1)
+    try:
         asyncio.run(
             serve(
                 build_app(role, settings),

@@ -160,7 +160,11 @@ def _check_writable(path: DataPath, fs_group: int) -> None:
         database_files = {path.file_prefix + suffix for suffix in ("", "-wal", "-shm", "-journal")}
         for entry in entries:
             if entry.name in database_files and not os.access(entry.path, os.W_OK):
-                raise StartupError(f"{prefix}: {_cannot_write('file', Path(entry.path), fs_group)}")
+                try:
+                    problem = _cannot_write("file", Path(entry.path), fs_group)
+                except FileNotFoundError:
+                    continue  # another process's journal, gone again (crawlers sharing the folder)
+                raise StartupError(f"{prefix}: {problem}")
 
 
 def _cannot_write(what: str, target: Path, fs_group: int) -> str:
