@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from synergychat.storage.messages import MESSAGE_MIGRATIONS  # noqa: E402
+from synergychat.storage.messages import MESSAGE_MIGRATIONS
 
 POST_LUA = """
 wrk.method = "POST"
@@ -91,9 +91,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextmanager
-def server(command: Sequence[str], ready_url: str, env: dict[str, str], core: int | None) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    command: Sequence[str], ready_url: str, env: dict[str, str], core: int | None
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        pinned(core, command), cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        pinned(core, command),
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(ready_url, process)
@@ -123,12 +129,18 @@ def seed_sqlite(db: Path, count: int) -> None:
             conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version = {number};\nCOMMIT;")
         conn.executemany(
             "INSERT INTO messages (author_username, text, created_at) VALUES (?, ?, ?)",
-            ((f"user{n % 100}", f"seeded message {n}: " + "lorem ipsum " * 5, "2026-01-01T00:00:00.000Z") for n in range(count)),
+            (
+                (f"user{n % 100}", f"seeded message {n}: " + "lorem ipsum " * 5, "2026-01-01T00:00:00.000Z")
+                for n in range(count)
+            ),
         )
 
 
 def seed_original_json(path: Path, count: int) -> None:
-    messages = [{"AuthorUsername": f"user{n % 100}", "Text": f"seeded message {n}: " + "lorem ipsum " * 5} for n in range(count)]
+    messages = [
+        {"AuthorUsername": f"user{n % 100}", "Text": f"seeded message {n}: " + "lorem ipsum " * 5}
+        for n in range(count)
+    ]
     path.write_text(json.dumps(messages))
 
 
@@ -164,9 +176,17 @@ class Load:
             command = [self.wrk, "-t1", f"-c{self.connections}", f"-d{self.seconds:g}s", "--latency", url]
             if post:
                 command[1:1] = ["-s", str(self.lua)]
-            output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
+            output = subprocess.run(
+                pinned(self.core, command), capture_output=True, text=True, check=True
+            ).stdout
             return parse_wrk(output)
-        command = [sys.executable, str(REPO / "bench" / "load_client.py"), url, str(self.seconds), str(self.connections)]
+        command = [
+            sys.executable,
+            str(REPO / "bench" / "load_client.py"),
+            url,
+            str(self.seconds),
+            str(self.connections),
+        ]
         if post:
             command.append("--post")
         output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
@@ -212,8 +232,18 @@ def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int
     with server(api_command(), url + "/readyz", api_env(port, db), api_core) as api:
         idle = rss_mb(api.pid)
         clients = subprocess.Popen(
-            pinned(load_core, [sys.executable, str(REPO / "bench" / "stream_clients.py"), url + "/messages/stream", str(streams)]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            pinned(
+                load_core,
+                [
+                    sys.executable,
+                    str(REPO / "bench" / "stream_clients.py"),
+                    url + "/messages/stream",
+                    str(streams),
+                ],
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert clients.stdin is not None and clients.stdout is not None
         assert clients.stdout.readline().strip() == "ready"
@@ -252,13 +282,20 @@ def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
         for run in range(runs):
             port = free_port()
             env = {
-                "ROLE": role, "WEB_PORT": str(port), "API_PORT": str(port), "CRAWLER_PORT": str(port),
+                "ROLE": role,
+                "WEB_PORT": str(port),
+                "API_PORT": str(port),
+                "CRAWLER_PORT": str(port),
                 "API_DB_FILEPATH": str(tmp / f"cold-{role}-{run}.sqlite3"),
-                "CRAWLER_DB_PATH": str(tmp / f"cold-{role}-{run}"), "CRAWLER_SOURCE_URL": dead_catalogue,
+                "CRAWLER_DB_PATH": str(tmp / f"cold-{role}-{run}"),
+                "CRAWLER_SOURCE_URL": dead_catalogue,
             }
             process = subprocess.Popen(
-                pinned(core, [sys.executable, "-m", "synergychat"]), cwd=REPO, env={**os.environ, **env},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pinned(core, [sys.executable, "-m", "synergychat"]),
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             try:
                 times.append(wait_ready(f"http://127.0.0.1:{port}/readyz", process))
@@ -267,19 +304,29 @@ def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(15)
-        lines.append(f"{role:>8}: cold start to ready {statistics.median(times) * 1000:5.0f} ms, idle RSS {statistics.median(rss):4.0f} MB")
+        lines.append(
+            f"{role:>8}: cold start to ready {statistics.median(times) * 1000:5.0f} ms, idle RSS {statistics.median(rss):4.0f} MB"
+        )
     return lines
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is printed")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections of the load generator")
+    parser.add_argument(
+        "--connections", type=int, default=16, help="concurrent connections of the load generator"
+    )
     parser.add_argument("--sizes", default="1000,100000,1000000", help="stored messages, comma-separated")
-    parser.add_argument("--streams", default="1000,5000", help="open streams for the fan-out, comma-separated")
+    parser.add_argument(
+        "--streams", default="1000,5000", help="open streams for the fan-out, comma-separated"
+    )
     parser.add_argument("--fanout-messages", type=int, default=20)
-    parser.add_argument("--original-api", type=Path, help="a binary of the original Go api, measured beside ours")
+    parser.add_argument(
+        "--original-api", type=Path, help="a binary of the original Go api, measured beside ours"
+    )
     args = parser.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))
@@ -290,14 +337,30 @@ def main() -> None:
         lua = tmp / "post.lua"
         lua.write_text(POST_LUA)
         load = Load(load_core, args.seconds, args.connections, args.runs, lua)
-        where = f"server on core {server_core}, load on core {load_core}" if server_core is not None else "not pinned"
-        print(f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}")
-        print(f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ceiling':>9} {'RSS MB':>7} {'errors':>6}")
+        where = (
+            f"server on core {server_core}, load on core {load_core}"
+            if server_core is not None
+            else "not pinned"
+        )
+        print(
+            f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}"
+        )
+        print(
+            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ceiling':>9} {'RSS MB':>7} {'errors':>6}"
+        )
 
         port = free_port()
-        with server([sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)], f"http://127.0.0.1:{port}/", {}, server_core) as hello:
+        with server(
+            [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)],
+            f"http://127.0.0.1:{port}/",
+            {},
+            server_core,
+        ) as hello:
             ceiling = load.median(f"http://127.0.0.1:{port}/")
-            print(row("-", "aiohttp hello world (ceiling)", ceiling, ceiling.rate, rss_mb(hello.pid)), flush=True)
+            print(
+                row("-", "aiohttp hello world (ceiling)", ceiling, ceiling.rate, rss_mb(hello.pid)),
+                flush=True,
+            )
 
         sizes = [int(value) for value in args.sizes.split(",") if value]
         first_size = sizes[0] if sizes else None
@@ -330,7 +393,10 @@ def main() -> None:
                 seed_original_json(tmp / "original.json", size)
                 env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}
                 with server([str(args.original_api)], url + "/healthz", env, server_core) as original:
-                    for what, post in (("original: GET /messages (all)", False), ("original: POST /messages", True)):
+                    for what, post in (
+                        ("original: GET /messages (all)", False),
+                        ("original: POST /messages", True),
+                    ):
                         result = load.median(url + "/messages", post)
                         print(row(label, what, result, ceiling.rate, rss_mb(original.pid)), flush=True)
 

@@ -126,8 +126,15 @@ class Crawler:
 async def curl(url: str, max_seconds: float = 300) -> tuple[int, int, float]:
     """GET ``url`` with curl, body discarded: (status, bytes, seconds as curl timed them)."""
     process = await asyncio.create_subprocess_exec(
-        "curl", "-s", "-o", "/dev/null", "--max-time", str(max_seconds),
-        "-w", "%{http_code} %{size_download} %{time_total}", url,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "--max-time",
+        str(max_seconds),
+        "-w",
+        "%{http_code} %{size_download} %{time_total}",
+        url,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()

@@ -1,6 +1,6 @@
 """The ceiling: aiohttp's hello world, as its docs write it, with no access log.
 
-    python bench/hello_app.py PORT
+python bench/hello_app.py PORT
 """
 
 from __future__ import annotations

@@ -44,7 +44,9 @@ class StreamClient(asyncio.Protocol):
 
 async def main(url: str, count: int) -> None:
     target = URL(url)
-    request = f"GET {target.path_qs} HTTP/1.1\r\nHost: {target.host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    request = (
+        f"GET {target.path_qs} HTTP/1.1\r\nHost: {target.host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     clients: list[StreamClient] = []

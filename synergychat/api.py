@@ -28,8 +28,8 @@ from .validation import (
     MAX_ID,
     MAX_PAGE_SIZE,
     parse_int_param,
-    parse_whole_number,
     parse_new_message,
+    parse_whole_number,
     read_capped_body,
 )
 
@@ -189,12 +189,12 @@ async def check_crawler(crawler: CrawlerClient) -> dict[str, object]:
         await asyncio.wait_for(crawler.health(), CRAWLER_CHECK_TIMEOUT_SECONDS)
     except CrawlerNotConfigured:
         return {**result, "ok": False, "state": "not configured", "detail": "CRAWLER_BASE_URL is not set"}
-    except (CrawlerUnavailable, asyncio.TimeoutError) as exc:
+    except (TimeoutError, CrawlerUnavailable) as exc:
         return {**result, "ok": False, "state": "unreachable", "detail": str(exc) or "no answer in time"}
     try:
         status = await asyncio.wait_for(crawler.status(), CRAWLER_CHECK_TIMEOUT_SECONDS)
         result["progress"] = status.model_dump()
-    except (CrawlerUnavailable, asyncio.TimeoutError):
+    except (TimeoutError, CrawlerUnavailable):
         pass  # an original crawler has no /status; reachable is what matters
     return {**result, "ok": True, "state": "ok", "detail": "reachable"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .commands import STATS_HELP, CommandError, StatsQuery
 from .transport import (
@@ -44,8 +44,7 @@ def describe_totals(
         )
     else:
         reply = (
-            f"Beep boop! I have found {per_keyword.total()} matches so far"
-            " in books matching your request."
+            f"Beep boop! I have found {per_keyword.total()} matches so far in books matching your request."
         )
     if per_keyword:
         breakdown = ", ".join(f"{keyword}: {count}" for keyword, count in per_keyword.most_common())
@@ -57,12 +56,12 @@ def describe_totals(
 
 
 def _since(moment: str | None) -> str:
-    """" since 21:30 UTC" (or with the date, if not today); nothing if unknown or unreadable."""
+    """ " since 21:30 UTC" (or with the date, if not today); nothing if unknown or unreadable."""
     try:
-        when = datetime.fromisoformat((moment or "").replace("Z", "+00:00")).astimezone(timezone.utc)
+        when = datetime.fromisoformat((moment or "").replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return ""
-    if when.date() == datetime.now(timezone.utc).date():
+    if when.date() == datetime.now(UTC).date():
         return f" since {when:%H:%M} UTC"
     return f" since {when:%Y-%m-%d %H:%M} UTC"
 

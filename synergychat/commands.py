@@ -18,7 +18,14 @@ MAX_TITLE_CHARS = 1000
 # A `key=` at the start of a word starts a part; its value runs to the next one.
 _PART = re.compile(r"(?:^|(?<=\s))([A-Za-z_]+)=")
 # Quotes people type around a value: straight, and the curly ones phone keyboards insert.
-_QUOTE_PAIRS = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c", "\u00ab": "\u00bb"}
+_QUOTE_PAIRS = {
+    '"': '"',
+    "'": "'",
+    "\u201c": "\u201d",
+    "\u2018": "\u2019",
+    "\u201e": "\u201c",
+    "\u00ab": "\u00bb",
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,9 @@ def parse_stats_command(text: str) -> StatsQuery | CommandError:
     for part, following in zip(parts, [*parts[1:], None]):
         key = part.group(1).lower()
         if key not in _KEYS:
-            return CommandError(f"I don't understand {part.group(0)!r}: I know keywords= and title=. {STATS_HELP}")
+            return CommandError(
+                f"I don't understand {part.group(0)!r}: I know keywords= and title=. {STATS_HELP}"
+            )
         if key in values:
             return CommandError(f"Give {key}= once. {STATS_HELP}")
         value = unquote(arguments[part.end() : following.start() if following else len(arguments)])

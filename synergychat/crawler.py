@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .commands import MAX_KEYWORD_CHARS, MAX_QUERY_KEYWORDS, MAX_TITLE_CHARS
 from .crawl import PAGE_RETRY_SECONDS, RESCAN_AFTER_SECONDS, TRY_LATER_SECONDS, Crawl
 from .gutendex import (
     DEFAULT_RETRY,
@@ -29,14 +30,13 @@ from .gutendex import (
     RetryPolicy,
     Timeouts,
 )
-from .commands import MAX_KEYWORD_CHARS, MAX_QUERY_KEYWORDS, MAX_TITLE_CHARS
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
-from .storage import CountStore
-from .storage.legacy_import import original_count_files
 from .stats import KeywordCount, KeywordTotals
 from .stats_stream import ROWS_PER_PAGE, StatsDownloads
+from .storage import CountStore
+from .storage.legacy_import import original_count_files
 
 log = logging.getLogger(__name__)
 

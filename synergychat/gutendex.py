@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
@@ -147,8 +147,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max((when - datetime.now(timezone.utc)).total_seconds(), 0.0)
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _check_status(response: aiohttp.ClientResponse) -> None:
@@ -309,9 +309,12 @@ class Gutendex:
             ) from None
 
     async def _fetch_page(self, url: str) -> CataloguePage:
-        async with self._paced() as progress, self._session.get(
-            url, headers={"Accept": "application/json"}, timeout=self._page_timeout
-        ) as response:
+        async with (
+            self._paced() as progress,
+            self._session.get(
+                url, headers={"Accept": "application/json"}, timeout=self._page_timeout
+            ) as response,
+        ):
             if response.status == 404:
                 raise PageNotFound(url)
             _check_status(response)
@@ -328,9 +331,10 @@ class Gutendex:
     async def _fetch_and_count(
         self, source: TextSource, keywords: Sequence[str], max_bytes: int
     ) -> dict[str, int]:
-        async with self._paced() as progress, self._session.get(
-            source.url, timeout=self._book_timeout
-        ) as response:
+        async with (
+            self._paced() as progress,
+            self._session.get(source.url, timeout=self._book_timeout) as response,
+        ):
             _check_status(response)
             if response.content_length is not None and response.content_length > max_bytes:
                 raise LastingFault(f"text too large: {response.content_length} bytes")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -92,7 +91,12 @@ def crawler_transport(parts: frozenset[Part], api_settings: ApiSettings) -> Craw
 
 
 # `all` serves everything on the web port.
-PORT_VARIABLES = {Role.WEB: "WEB_PORT", Role.ALL: "WEB_PORT", Role.API: "API_PORT", Role.CRAWLER: "CRAWLER_PORT"}
+PORT_VARIABLES = {
+    Role.WEB: "WEB_PORT",
+    Role.ALL: "WEB_PORT",
+    Role.API: "API_PORT",
+    Role.CRAWLER: "CRAWLER_PORT",
+}
 
 
 def listen_port(role: Role, settings: RoleSettings) -> int:
@@ -141,5 +145,3 @@ def build_app(role: Role, settings: RoleSettings) -> web.Application:
     if crawler_app is not None:
         root.add_subapp("/crawler/", crawler_app)
     return root
-
-

@@ -21,7 +21,6 @@ DEFAULT_BLOCKED_WORDS = ("heck", "darn", "fetch")
 PUBLIC_GUTENDEX_URL = "https://gutendex.com"
 
 
-
 class StartupError(Exception):
     """A role can't start (a database it can't open, ...); the message names the variable to fix."""
 

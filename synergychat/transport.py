@@ -7,7 +7,6 @@ crawler in one process talk by a direct call; a standalone api talks HTTP to
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -170,7 +169,7 @@ class HttpCrawlerClient:
                 if response.status != 200:
                     raise CrawlerUnavailable(f"the crawler answered HTTP {response.status}")
                 return await response.json(content_type=None)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise CrawlerUnavailable("the crawler did not answer in time") from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise CrawlerUnavailable(f"the crawler could not be reached: {exc}") from exc

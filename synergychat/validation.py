@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, Valida
 from pydantic_core import PydanticCustomError
 
 from .http_errors import ClientError
+
 # The page sizes are the message store's: it keeps the newest MAX_PAGE_SIZE in memory.
 from .storage.messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: F401 (re-exported)
 
@@ -102,7 +103,9 @@ class NewMessage(BaseModel):
         # A name is one line of visible text: no control characters, and no invisible
         # formatting ones (zero-width spaces, right-to-left overrides) to disguise it.
         if any(unicodedata.category(char) in ("Cc", "Cf") for char in value):
-            raise PydanticCustomError("invisible", "must not contain control or invisible formatting characters")
+            raise PydanticCustomError(
+                "invisible", "must not contain control or invisible formatting characters"
+            )
         if name_skeletons(value) & RESERVED_SKELETONS:
             raise PydanticCustomError("reserved", f"{value} is reserved for the bot")
         return value
@@ -147,9 +150,13 @@ def parse_new_message(body: bytes) -> NewMessage:
         raise ClientError(400, f"request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except (ValueError, RecursionError):
         # Valid JSON that Python refuses to hold: a number of thousands of digits, deep nesting.
-        raise ClientError(400, "request body is not JSON we accept: a number or nesting is too large") from None
+        raise ClientError(
+            400, "request body is not JSON we accept: a number or nesting is too large"
+        ) from None
     if not isinstance(data, dict):
-        raise ClientError(400, 'request body must be a JSON object like {"AuthorUsername": "...", "Text": "..."}')
+        raise ClientError(
+            400, 'request body must be a JSON object like {"AuthorUsername": "...", "Text": "..."}'
+        )
     try:
         return NewMessage.model_validate(with_canonical_names(data))
     except ValidationError as exc:

@@ -69,7 +69,10 @@ class WebHandlers:
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=request.app[keys.INDEX_HTML], content_type="text/html", charset="utf-8", headers=self._headers
+            text=request.app[keys.INDEX_HTML],
+            content_type="text/html",
+            charset="utf-8",
+            headers=self._headers,
         )
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:

@@ -97,7 +97,9 @@ def stub_crawler() -> StubCrawler:
 
 
 @pytest.fixture(params=["in-process", "http"])
-async def crawler_client(request: pytest.FixtureRequest, stub_crawler: StubCrawler, aiohttp_server: Any) -> CrawlerClient:
+async def crawler_client(
+    request: pytest.FixtureRequest, stub_crawler: StubCrawler, aiohttp_server: Any
+) -> CrawlerClient:
     """Both transports the api uses, in front of the same stub crawler."""
     if request.param == "in-process":
         return InProcessCrawlerClient(stub_crawler)  # type: ignore[arg-type]
@@ -106,7 +108,9 @@ async def crawler_client(request: pytest.FixtureRequest, stub_crawler: StubCrawl
 
 
 @pytest.fixture
-async def api_client(aiohttp_client: Any, api_settings: ApiSettings, crawler_client: CrawlerClient) -> TestClient:
+async def api_client(
+    aiohttp_client: Any, api_settings: ApiSettings, crawler_client: CrawlerClient
+) -> TestClient:
     return await aiohttp_client(create_api_app(api_settings, crawler_client))
 
 
@@ -118,5 +122,9 @@ async def expect_json(response: Any, expected_status: int) -> Any:
     return await response.json()
 
 
-async def post_message(client: TestClient, author: str, text: str, expected_status: int = 201, path: str = "/messages") -> Any:
-    return await expect_json(await client.post(path, json={"AuthorUsername": author, "Text": text}), expected_status)
+async def post_message(
+    client: TestClient, author: str, text: str, expected_status: int = 201, path: str = "/messages"
+) -> Any:
+    return await expect_json(
+        await client.post(path, json={"AuthorUsername": author, "Text": text}), expected_status
+    )

@@ -141,6 +141,7 @@ def _open_stats_reader(path: Path) -> sqlite3.Connection:
         raise
     return conn
 
+
 # One /stats row as SQLite writes it: the JSON object, as bytes (no decode, no re-encode).
 _ROW_JSON = "CAST(json_object('Keyword', c.keyword, 'BookTitle', b.title, 'Count', c.count) AS BLOB)"
 
@@ -210,10 +211,13 @@ class CountStore:
             await self._conn.commit()
 
     async def position(self) -> CrawlPosition:
-        async with self._lock, self._conn.execute(
-            "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done,"
-            " last_success_at, last_error_at, last_error_message FROM crawl_state WHERE id = 1"
-        ) as cursor:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done,"
+                " last_success_at, last_error_at, last_error_message FROM crawl_state WHERE id = 1"
+            ) as cursor,
+        ):
             row = await cursor.fetchone()
         assert row is not None  # the first migration inserts the one row
         return CrawlPosition(*row)
@@ -248,9 +252,12 @@ class CountStore:
 
     async def needs_counting(self, book_id: int, keywords: Sequence[str], pass_number: int) -> bool:
         """False if the book is counted for all ``keywords``, or was tried and given up this pass."""
-        async with self._lock, self._conn.execute(
-            "SELECT status, keywords, pass_number FROM books WHERE id = ?", (book_id,)
-        ) as cursor:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT status, keywords, pass_number FROM books WHERE id = ?", (book_id,)
+            ) as cursor,
+        ):
             row = await cursor.fetchone()
         if row is None:
             return True
@@ -275,8 +282,16 @@ class CountStore:
                 " status = 'counted', keywords = excluded.keywords, text_url = excluded.text_url,"
                 " charset = excluded.charset, reason = NULL, pass_number = excluded.pass_number,"
                 " updated_at = excluded.updated_at",
-                (book.id, book.title, book.title.lower(), _keyword_set(keywords), book.text_url,
-                 book.charset, pass_number, now),
+                (
+                    book.id,
+                    book.title,
+                    book.title.lower(),
+                    _keyword_set(keywords),
+                    book.text_url,
+                    book.charset,
+                    pass_number,
+                    now,
+                ),
             )
             await conn.execute("DELETE FROM counts WHERE book_id = ?", (book.id,))
             await conn.executemany(
@@ -299,11 +314,14 @@ class CountStore:
     async def stale_books(self, keywords: Sequence[str]) -> list[CountedBook]:
         """Counted books that lack a count for one of ``keywords``, in the order they were counted."""
         wanted = set(keywords)
-        async with self._lock, self._conn.execute(
-            "SELECT id, title, keywords, text_url, charset FROM books"
-            " WHERE status = 'counted' AND keywords != ? ORDER BY updated_at, id",
-            (_keyword_set(keywords),),
-        ) as cursor:
+        async with (
+            self._lock,
+            self._conn.execute(
+                "SELECT id, title, keywords, text_url, charset FROM books"
+                " WHERE status = 'counted' AND keywords != ? ORDER BY updated_at, id",
+                (_keyword_set(keywords),),
+            ) as cursor,
+        ):
             rows = await cursor.fetchall()
         return [
             CountedBook(row["id"], row["title"], row["text_url"], row["charset"])
@@ -313,9 +331,10 @@ class CountStore:
 
     async def book_totals(self) -> dict[str, int]:
         """How many books are counted and how many are skipped (given up, for now)."""
-        async with self._lock, self._conn.execute(
-            "SELECT status, COUNT(*) FROM books GROUP BY status"
-        ) as cursor:
+        async with (
+            self._lock,
+            self._conn.execute("SELECT status, COUNT(*) FROM books GROUP BY status") as cursor,
+        ):
             rows = await cursor.fetchall()
         totals = {"counted": 0, "skipped": 0}
         totals.update({status: number for status, number in rows})
@@ -397,7 +416,9 @@ class CountStore:
             params.append(title.lower())
         source = f"FROM counts AS c JOIN books AS b ON b.id = c.book_id WHERE {where}"
         async with self._lock:
-            async with self._conn.execute(f"SELECT c.keyword, SUM(c.count) {source} GROUP BY c.keyword", params) as cursor:
+            async with self._conn.execute(
+                f"SELECT c.keyword, SUM(c.count) {source} GROUP BY c.keyword", params
+            ) as cursor:
                 per_keyword = {keyword: total for keyword, total in await cursor.fetchall()}
             async with self._conn.execute(f"SELECT COUNT(DISTINCT c.book_id) {source}", params) as cursor:
                 (books,) = await cursor.fetchone()

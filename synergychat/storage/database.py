@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
@@ -42,7 +42,11 @@ async def open_database(
         # outlives the failure and later reports to a closed event loop (a second,
         # confusing traceback after the real error).
         sqlite3.connect(target).close()
-    conn = await aiosqlite.connect(target, isolation_level=None) if autocommit else await aiosqlite.connect(target)
+    conn = (
+        await aiosqlite.connect(target, isolation_level=None)
+        if autocommit
+        else await aiosqlite.connect(target)
+    )
     try:
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -153,4 +157,4 @@ async def check_writable(path: Path) -> None:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -24,7 +24,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,7 +69,7 @@ async def import_original_messages(path: str | Path | None) -> Path | None:
         file.seek(0)
         raw = file.read()
         messages = parse_original_messages(raw, path)
-        written_at = datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, timezone.utc)
+        written_at = datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, UTC)
         building = path.with_name(path.name + BUILDING_SUFFIX)
         _remove_sqlite_files(building)  # an earlier start killed while building
         await _build_database(building, messages, written_at)

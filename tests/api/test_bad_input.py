@@ -10,7 +10,9 @@ from tests.conftest import expect_json, post_message
 
 
 async def post_raw(client: Any, body: bytes, expected_status: int, **kwargs: Any) -> str:
-    response = await client.post("/messages", data=body, headers={"Content-Type": "application/json"}, **kwargs)
+    response = await client.post(
+        "/messages", data=body, headers={"Content-Type": "application/json"}, **kwargs
+    )
     error = (await expect_json(response, expected_status))["error"]
     assert isinstance(error, str) and error
     # The api survives: the next good request works.
@@ -35,13 +37,22 @@ async def post_raw(client: Any, body: bytes, expected_status: int, **kwargs: Any
         (b'{"AuthorUsername": "ann", "Text": " \\n "}', "Text must not be empty"),
         (b'{"AuthorUsername": 5, "Text": "hi"}', "AuthorUsername must be a string"),
         (b'{"AuthorUsername": "ann", "Text": null}', "Text must be a string"),
-        (b'{"AuthorUsername": ["ann"], "Text": {"a": 1}}', "AuthorUsername must be a string; Text must be a string"),
+        (
+            b'{"AuthorUsername": ["ann"], "Text": {"a": 1}}',
+            "AuthorUsername must be a string; Text must be a string",
+        ),
         # a name is one line of visible text: no control or invisible formatting characters
-        (b'{"AuthorUsername": "a\\nb", "Text": "hi"}', "AuthorUsername must not contain control or invisible"),
+        (
+            b'{"AuthorUsername": "a\\nb", "Text": "hi"}',
+            "AuthorUsername must not contain control or invisible",
+        ),
         (b'{"AuthorUsername": "\\u202etob-relwarc", "Text": "hi"}', "must not contain control or invisible"),
         (b'{"AuthorUsername": "\\u200b", "Text": "hi"}', "must not contain control or invisible"),
         # nobody posts as the bot, in any case or width
-        (b'{"AuthorUsername": "crawler-bot", "Text": "Beep boop!"}', "AuthorUsername crawler-bot is reserved for the bot"),
+        (
+            b'{"AuthorUsername": "crawler-bot", "Text": "Beep boop!"}',
+            "AuthorUsername crawler-bot is reserved for the bot",
+        ),
         (b'{"AuthorUsername": " Crawler-Bot ", "Text": "hi"}', "is reserved for the bot"),
         (b'{"AuthorUsername": "\\uff43rawler-bot", "Text": "hi"}', "is reserved for the bot"),
         # JSON Python can't hold: Python's int digit limit, and nesting past the recursion limit
@@ -49,7 +60,10 @@ async def post_raw(client: Any, body: bytes, expected_status: int, **kwargs: Any
         (b"[" * 60000, "a number or nesting is too large"),
         (b'{"AuthorUsername": "ann", "Text": "nul\\u0000byte"}', "Text must not contain control characters"),
         # valid JSON, but not text that UTF-8 (or SQLite) can hold
-        (b'{"AuthorUsername": "ann", "Text": "half \\ud800 pair"}', "Text must be valid Unicode text (no lone surrogates)"),
+        (
+            b'{"AuthorUsername": "ann", "Text": "half \\ud800 pair"}',
+            "Text must be valid Unicode text (no lone surrogates)",
+        ),
     ],
 )
 async def test_bad_bodies(api_client: Any, body: bytes, fragment: str) -> None:
@@ -98,7 +112,9 @@ async def test_text_keeps_its_indentation(api_client: Any) -> None:
 
 async def test_field_names_match_case_insensitively_like_the_original(api_client: Any) -> None:
     # The Go original decodes with encoding/json: an exact name wins, any case matches.
-    response = await api_client.post("/messages", json={"authorusername": "ann", "TEXT": "hi", "Text": "exact"})
+    response = await api_client.post(
+        "/messages", json={"authorusername": "ann", "TEXT": "hi", "Text": "exact"}
+    )
     page = await expect_json(response, 201)
     assert page[-1]["AuthorUsername"] == "ann" and page[-1]["Text"] == "exact"
 

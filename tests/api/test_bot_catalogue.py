@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ async def test_the_bot_says_nothing_of_it_once_the_catalogue_answers_again(
     ("since", "said"),
     [
         # Today: the time is enough.
-        (f"{datetime.now(timezone.utc):%Y-%m-%d}T09:05:00.000Z", " since 09:05 UTC,"),
+        (f"{datetime.now(UTC):%Y-%m-%d}T09:05:00.000Z", " since 09:05 UTC,"),
         # Another day: the date too.
         ("2026-01-02T09:05:00.000Z", " since 2026-01-02 09:05 UTC,"),
         # Unknown or unreadable: no time rather than a wrong one.

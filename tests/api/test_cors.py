@@ -19,7 +19,9 @@ def preflight_headers(origin: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("origin", ["http://localhost:8080", "https://synergychat.example", "http://10.0.0.5:3000"])
+@pytest.mark.parametrize(
+    "origin", ["http://localhost:8080", "https://synergychat.example", "http://10.0.0.5:3000"]
+)
 async def test_default_allows_any_http_origin(api_client: Any, origin: str) -> None:
     response = await api_client.options("/messages", headers=preflight_headers(origin))
     assert response.status == 204

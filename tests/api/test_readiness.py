@@ -68,7 +68,9 @@ async def test_a_hanging_crawler_does_not_hold_up_readiness(aiohttp_client: Any,
     app = web.Application()
     app.router.add_get("/healthz", hang)
     server = await aiohttp_server(app)
-    client = await aiohttp_client(create_api_app(ApiSettings(), HttpCrawlerClient(str(server.make_url("/")), 5.0)))
+    client = await aiohttp_client(
+        create_api_app(ApiSettings(), HttpCrawlerClient(str(server.make_url("/")), 5.0))
+    )
     started = time.monotonic()
     body = await expect_json(await client.get("/readyz"), 200)
     assert time.monotonic() - started < 0.9

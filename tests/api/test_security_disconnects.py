@@ -70,9 +70,9 @@ def assert_no_errors(caplog: Any) -> None:
 
 HALF_BODIES = {
     # Content-Length promises 1000 bytes; 20 arrive.
-    "content-length": b"Content-Length: 1000\r\n\r\n" b'{"AuthorUsername": "a',
+    "content-length": b'Content-Length: 1000\r\n\r\n{"AuthorUsername": "a',
     # A chunk announced as 0x40 bytes, cut short.
-    "chunked": b"Transfer-Encoding: chunked\r\n\r\n40\r\n" b'{"AuthorUsername": "a',
+    "chunked": b'Transfer-Encoding: chunked\r\n\r\n40\r\n{"AuthorUsername": "a',
 }
 
 

@@ -125,7 +125,9 @@ async def test_crawler_answering_garbage(aiohttp_client: Any, aiohttp_server: An
         assert "can't reach the crawler right now" in page[-1]["Text"]
 
 
-async def test_original_crawler_without_status_still_answers(aiohttp_client: Any, aiohttp_server: Any) -> None:
+async def test_original_crawler_without_status_still_answers(
+    aiohttp_client: Any, aiohttp_server: Any
+) -> None:
     # The Go crawler has /stats and /healthz but no /status: counts alone make the reply.
     async def stats(request: web.Request) -> web.Response:
         return web.json_response([{"Keyword": "love", "BookTitle": "Emma", "Count": 4}])

@@ -31,7 +31,13 @@ async def read_any_events(
             line = (await response.content.readline()).decode().rstrip("\r\n")
             if line == "":
                 if "data" in current and current.get("event") in kinds:
-                    events.append({"sse_id": current.get("id"), "event": current.get("event"), **json.loads(current["data"])})
+                    events.append(
+                        {
+                            "sse_id": current.get("id"),
+                            "event": current.get("event"),
+                            **json.loads(current["data"]),
+                        }
+                    )
                 current = {}
             elif not line.startswith(":"):
                 field, _, value = line.partition(": ")
@@ -72,7 +78,9 @@ async def test_reconnect_replays_what_was_missed(api_client: Any, how: str) -> N
     await post_message(api_client, "ann", "missed 1")
     await post_message(api_client, "ann", "missed 2")
     kwargs: dict[str, Any] = (
-        {"headers": {"Last-Event-ID": str(first["id"])}} if how == "last-event-id" else {"params": {"after": str(first["id"])}}
+        {"headers": {"Last-Event-ID": str(first["id"])}}
+        if how == "last-event-id"
+        else {"params": {"after": str(first["id"])}}
     )
     async with api_client.get("/messages/stream", **kwargs) as stream:
         await post_message(api_client, "ann", "live")
@@ -166,7 +174,9 @@ async def test_client_ahead_of_the_database_is_told_to_reset(api_client: Any) ->
     assert event["Text"] == "new history"
 
 
-async def test_every_stream_starts_by_naming_its_history(api_client: Any, aiohttp_client: Any, tmp_path: Any) -> None:
+async def test_every_stream_starts_by_naming_its_history(
+    api_client: Any, aiohttp_client: Any, tmp_path: Any
+) -> None:
     # The page compares it across reconnects: a new database means new meanings for ids.
     async with api_client.get("/messages/stream") as stream:
         [hello] = await read_any_events(stream, 1, kinds=("hello",))
@@ -175,7 +185,9 @@ async def test_every_stream_starts_by_naming_its_history(api_client: Any, aiohtt
     async with api_client.get("/messages/stream") as stream:
         [again] = await read_any_events(stream, 1, kinds=("hello",))
     assert again["history"] == history
-    other = await aiohttp_client(create_api_app(ApiSettings(api_db_filepath=str(tmp_path / "other.db")), NoCrawlerClient()))
+    other = await aiohttp_client(
+        create_api_app(ApiSettings(api_db_filepath=str(tmp_path / "other.db")), NoCrawlerClient())
+    )
     async with other.get("/messages/stream") as stream:
         [elsewhere] = await read_any_events(stream, 1, kinds=("hello",))
     assert elsewhere["history"] != history

@@ -130,8 +130,11 @@ def chromium_live_regions(page: Page) -> dict[str, dict[str, Any]]:
             remote = session.send("DOM.resolveNode", {"backendNodeId": node["backendDOMNodeId"]})["object"]
             element_id = session.send(
                 "Runtime.callFunctionOn",
-                {"objectId": remote["objectId"], "functionDeclaration": "function () { return this.id; }",
-                 "returnByValue": True},
+                {
+                    "objectId": remote["objectId"],
+                    "functionDeclaration": "function () { return this.id; }",
+                    "returnByValue": True,
+                },
             )["result"]["value"]
             regions[element_id] = properties
         return regions

@@ -81,7 +81,9 @@ def is_failed_request_log(text: str) -> bool:
 
 
 @pytest.fixture
-def open_page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., WatchedPage]]:
+def open_page(
+    browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., WatchedPage]]:
     contexts: list[tuple[BrowserContext, WatchedPage]] = []
 
     def open_page(
@@ -116,7 +118,9 @@ def open_page(browser: Browser, request: pytest.FixtureRequest, tmp_path: Path) 
             path = tmp_path / f"page-{number}.png"
             watched.page.screenshot(path=path, full_page=True)
             print(f"screenshot of page {number}: {path}")
-            print(f"page {number} console errors: {watched.console_errors}; page errors: {watched.page_errors}")
+            print(
+                f"page {number} console errors: {watched.console_errors}; page errors: {watched.page_errors}"
+            )
         context.close()
 
 

@@ -162,6 +162,8 @@ def test_a_failing_retry_is_not_said_again(
     # The page tries again after 1 s, then 2 s: the countdown is drawn, the alert said once.
     expect(banner).to_contain_text("Retrying in 4 s", timeout=8000)
     alerts = [entry for entry in spoken(page) if entry["live"] == "assertive"]
-    assert alerts == [{"live": "assertive", "text": "Could not load messages: Could not reach the chat server."}]
+    assert alerts == [
+        {"live": "assertive", "text": "Could not load messages: Could not reach the chat server."}
+    ]
     assert spoken_texts(page).count("Offline") == 1
     watched.assert_clean(allow=lambda text: is_failed_request_log(text) or "ERR_CONNECTION_REFUSED" in text)

@@ -53,7 +53,9 @@ def test_two_pages_chat_live_and_safely(all_role: RunningRole, open_page: Callab
     send(ann.page, "ann", HOSTILE)
     expect_sent(ann.page, HOSTILE)
     for watched in (ann, bob):
-        expect(message_log(watched.page).get_by_text(HOSTILE, exact=True)).to_be_visible(timeout=LIVE_DELIVERY_MS)
+        expect(message_log(watched.page).get_by_text(HOSTILE, exact=True)).to_be_visible(
+            timeout=LIVE_DELIVERY_MS
+        )
         expect(message_log(watched.page).locator("img")).to_have_count(0)
         assert watched.page.evaluate("typeof window.__pwned") == "undefined"
 
@@ -73,7 +75,9 @@ def test_two_pages_chat_live_and_safely(all_role: RunningRole, open_page: Callab
     bob.assert_clean()
 
 
-def test_shift_enter_is_a_new_line_and_enter_sends(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
+def test_shift_enter_is_a_new_line_and_enter_sends(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
     watched = open_page(all_role.url + "/")
     page = watched.page
     expect_live(page)
@@ -90,12 +94,18 @@ def test_shift_enter_is_a_new_line_and_enter_sends(all_role: RunningRole, open_p
     watched.assert_clean()
 
 
-def test_stats_help_and_a_distinct_bot_reply(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
+def test_stats_help_and_a_distinct_bot_reply(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
     watched = open_page(all_role.url + "/")
     page = watched.page
     expect_live(page)
-    for example in ("/stats", "/stats keywords=love,hate", "/stats title=Frankenstein",
-                    '/stats keywords=love title="Jekyll and Hyde"'):
+    for example in (
+        "/stats",
+        "/stats keywords=love,hate",
+        "/stats title=Frankenstein",
+        '/stats keywords=love title="Jekyll and Hyde"',
+    ):
         expect(page.get_by_role("button", name=example, exact=True)).to_be_visible()
 
     # Clicking an example puts it in the message box, ready to send.
@@ -110,8 +120,11 @@ def test_stats_help_and_a_distinct_bot_reply(all_role: RunningRole, open_page: C
     expect(bot_reply.locator(".msg-author")).to_have_text("crawler-bot")
     expect(bot_reply.locator(".msg-text")).to_contain_text("Beep boop!")
     # Distinct at a glance: the bot's text sits on a different background than a user's.
-    user_background = message_log(page).locator(".msg:not(.msg-bot) .msg-text").first.evaluate(
-        "e => getComputedStyle(e).backgroundColor")
+    user_background = (
+        message_log(page)
+        .locator(".msg:not(.msg-bot) .msg-text")
+        .first.evaluate("e => getComputedStyle(e).backgroundColor")
+    )
     bot_background = bot_reply.locator(".msg-text").evaluate("e => getComputedStyle(e).backgroundColor")
     assert bot_background != user_background
     watched.assert_clean()
@@ -152,7 +165,9 @@ def test_a_username_is_required(all_role: RunningRole, open_page: Callable[..., 
     watched.assert_clean()
 
 
-def test_follows_new_messages_unless_scrolled_up(all_role: RunningRole, open_page: Callable[..., WatchedPage]) -> None:
+def test_follows_new_messages_unless_scrolled_up(
+    all_role: RunningRole, open_page: Callable[..., WatchedPage]
+) -> None:
     api = all_role.url + "/api"
     for number in range(40):
         post_message(api, "bob", f"backlog message {number}")
@@ -164,8 +179,10 @@ def test_follows_new_messages_unless_scrolled_up(all_role: RunningRole, open_pag
 
     post_message(api, "bob", "arrives while at the bottom")
     expect(message_text(page, "arrives while at the bottom")).to_have_count(1)
-    page.wait_for_function("() => { const s = document.getElementById('scroller');"
-                           " return s.scrollHeight - s.scrollTop - s.clientHeight <= 2; }")
+    page.wait_for_function(
+        "() => { const s = document.getElementById('scroller');"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight <= 2; }"
+    )
 
     # Reading older messages: a new one must not yank the view, only offer a way down.
     page.locator("#scroller").evaluate("s => { s.scrollTop = 0; }")
@@ -188,7 +205,9 @@ def test_messages_still_arrive_when_the_stream_never_opens(
     page = watched.page
     expect(page.get_by_role("status")).to_have_text("Connecting…")
     post_message(all_role.url + "/api", "bob", "sent while the stream is stuck")
-    expect(message_text(page, "sent while the stream is stuck")).to_have_count(1, timeout=FALLBACK_POLL_MS + 3000)
+    expect(message_text(page, "sent while the stream is stuck")).to_have_count(
+        1, timeout=FALLBACK_POLL_MS + 3000
+    )
     send(page, "ann", "and a reply")
     expect_sent(page, "and a reply")
     watched.assert_clean()

@@ -68,7 +68,7 @@ def page_server(api_url: str) -> Iterator[str]:
     html = ATTACK_PAGE.replace("API", api_url).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(html)))

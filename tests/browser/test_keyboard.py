@@ -51,8 +51,10 @@ def focused(page: Page) -> str:
 
 def ring_area(page: Page) -> dict[str, float]:
     """The focused element's box and a margin around it, inside the viewport."""
-    box = page.evaluate("() => { const r = document.activeElement.getBoundingClientRect();"
-                        " return {x: r.x, y: r.y, width: r.width, height: r.height}; }")
+    box = page.evaluate(
+        "() => { const r = document.activeElement.getBoundingClientRect();"
+        " return {x: r.x, y: r.y, width: r.width, height: r.height}; }"
+    )
     viewport = page.viewport_size
     assert viewport is not None
     x = max(box["x"] - RING_MARGIN_PX, 0)
@@ -178,8 +180,10 @@ def test_new_messages_button_with_the_keyboard(
     expect(jump).to_be_focused()
     page.keyboard.press("Enter")
     expect(jump).to_be_hidden()
-    page.wait_for_function("() => { const s = document.getElementById('scroller');"
-                           " return s.scrollHeight - s.scrollTop - s.clientHeight <= 2; }")
+    page.wait_for_function(
+        "() => { const s = document.getElementById('scroller');"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight <= 2; }"
+    )
     # The button went away; focus went to the log it scrolled, not back to the page's start.
     assert focused(page) == "log Messages"
     watched.assert_clean()

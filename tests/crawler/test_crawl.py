@@ -381,9 +381,7 @@ async def test_a_catalogue_that_loops_ends_the_pass(
     message = status["last_error"]["message"]
     assert "CRAWLER_SOURCE_URL" in message and "loops" in message
     assert gutendex.page_path(loop_to) in message
-    assert any(
-        "CRAWLER_SOURCE_URL" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
-    )
+    assert any("CRAWLER_SOURCE_URL" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     await running.crawler.check()
 
     # The next pass walks the catalogue again (what it saw last pass is forgotten) and stops the same way.

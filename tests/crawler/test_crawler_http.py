@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import aclosing
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,13 @@ async def test_stats_pages_are_stats_for_awkward_titles_and_ties(tmp_path: Path,
     # JSON escaping (quotes, backslashes, control characters, beyond the BMP) and every tie-break,
     # from a file (a connection of its own) and in memory (the store's connection).
     titles = [
-        'Say "hi"\\', "Tab\there\nand a newline", "Émile 😀 愛", "\x00\x1f\u2028", "same", "same", "A",
+        'Say "hi"\\',
+        "Tab\there\nand a newline",
+        "Émile 😀 愛",
+        "\x00\x1f\u2028",
+        "same",
+        "same",
+        "A",
     ]
     store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
     try:
@@ -166,7 +172,13 @@ async def test_a_download_is_one_snapshot_while_the_crawl_writes(tmp_path: Path,
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"keywords": "love"}, {"keywords": "love,hate", "title": "frankenstein"}, {"title": "ÉMILE"}, {"keywords": "lov"}],
+    [
+        {},
+        {"keywords": "love"},
+        {"keywords": "love,hate", "title": "frankenstein"},
+        {"title": "ÉMILE"},
+        {"keywords": "lov"},
+    ],
 )
 async def test_totals_are_what_stats_sums_to(crawled: RunningCrawler, params: dict[str, str]) -> None:
     # The bot asks for totals; over a whole catalogue /stats is ~600k rows.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import aiohttp
@@ -129,7 +129,7 @@ def test_retry_after() -> None:
     assert parse_retry_after("-5") == 0.0
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
-    later = datetime.now(timezone.utc) + timedelta(seconds=90)
+    later = datetime.now(UTC) + timedelta(seconds=90)
     assert 80 < (parse_retry_after(format_datetime(later, usegmt=True)) or 0) <= 90
 
 

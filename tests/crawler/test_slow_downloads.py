@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from synergychat.gutendex import Timeouts
 
 from . import fake_gutendex as faults

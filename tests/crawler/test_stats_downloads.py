@@ -141,8 +141,10 @@ async def test_a_client_that_takes_nothing_is_cut_off_after_the_send_timeout(
             pass
     assert received.startswith(b"HTTP/1.1 200 OK") and b"Transfer-Encoding: chunked" in received
     assert not received.endswith(b"\r\n0\r\n\r\n")
-    assert any("took nothing for 0 s" in record.getMessage() or "took nothing for 1 s" in record.getMessage()
-               for record in caplog.records), [record.getMessage() for record in caplog.records]
+    assert any(
+        "took nothing for 0 s" in record.getMessage() or "took nothing for 1 s" in record.getMessage()
+        for record in caplog.records
+    ), [record.getMessage() for record in caplog.records]
     assert errors_logged(caplog) == []
     # The slot is free for the next client.
     assert len(await running.get_json("/stats", keywords="hate")) == HATE_ROWS

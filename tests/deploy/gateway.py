@@ -21,7 +21,6 @@ from yarl import URL
 from tests.support.relay import relay
 
 
-
 @dataclass(frozen=True)
 class Rule:
     hostnames: tuple[str, ...]  # empty: any host

@@ -96,7 +96,7 @@ def test_components_leave_the_overlay_alone(
 ) -> None:
     # Adding the lesson must not change a single object of the chat itself.
     ours = [doc for doc in with_components[overlay] if doc not in added(with_components[overlay])]
-    key = lambda doc: (doc["kind"], doc["metadata"]["name"])  # noqa: E731
+    key = lambda doc: (doc["kind"], doc["metadata"]["name"])
     assert sorted(ours, key=key) == sorted(rendered[overlay], key=key)
 
 

@@ -313,6 +313,7 @@ async def test_nginx_with_a_self_signed_certificate(
 # ---- API_URL leading to another role ---------------------------------------------------------
 # Every role answers /healthz alike, so healthz alone cannot tell them apart; GET / names them.
 
+
 # The crawler's catalogue is a closed port: it keeps retrying, but answers / and /healthz at once.
 def crawler_env() -> dict[str, str]:
     return {"CRAWLER_SOURCE_URL": f"http://127.0.0.1:{free_port()}", "CRAWLER_DELAY_SECONDS": "0"}
@@ -422,7 +423,9 @@ async def test_api_url_pointing_at_an_all_in_one_page(tmp_path: Path, doctor: Do
     )
 
 
-async def test_a_proxy_route_sending_api_to_the_web(tmp_path: Path, proxy: Proxy, doctor: DoctorRunner) -> None:
+async def test_a_proxy_route_sending_api_to_the_web(
+    tmp_path: Path, proxy: Proxy, doctor: DoctorRunner
+) -> None:
     # A copy-pasted route: /api/ stripped and passed to the web, whose /healthz answers like the api's.
     with running_role("web", tmp_path, {"API_URL": "/api/"}) as web:
         entry = await proxy([("/api/", web.url), ("/", web.url)])

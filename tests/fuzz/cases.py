@@ -219,7 +219,7 @@ def raw_templates() -> st.SearchStrategy[bytes]:
         b"GET /%00%ff HTTP/1.1\r\nHost: \xc3\x28\r\n\r\n",
         b"\r\n\r\n\r\n",
         path + b" GET HTTP/1.1\r\n\r\n",
-        b"POST " + path + b" HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"half\": ",
+        b"POST " + path + b' HTTP/1.1\r\nContent-Length: 50\r\n\r\n{"half": ',
     ]
     around_junk = [
         (b"", b""),

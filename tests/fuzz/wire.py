@@ -139,7 +139,7 @@ async def fire(host: str, port: int, role: str, cases: Sequence[Case], concurren
                     tally.outcomes.append(Outcome(case, answer))
                 except NoAnswer as exc:
                     tally.outcomes.append(Outcome(case, None, str(exc)))
-                except (OSError, asyncio.TimeoutError, ValueError, IndexError) as exc:
+                except (TimeoutError, OSError, ValueError, IndexError) as exc:
                     connection.close()
                     tally.outcomes.append(Outcome(case, None, f"{type(exc).__name__}: {exc}"))
         finally:
@@ -173,7 +173,8 @@ def is_readiness_refusal(raw: bytes, answer: Answer) -> bool:
 
 def readiness_refusals(tally: Tally, role: str) -> int:
     return sum(
-        1 for outcome in tally.outcomes
+        1
+        for outcome in tally.outcomes
         if outcome.answer is not None and is_readiness_refusal(outcome.case.raw(role), outcome.answer)
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
 import subprocess
 import threading
@@ -13,7 +12,6 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,7 +108,9 @@ def test_twenty_sigkills_under_sixteen_writers_lose_and_duplicate_nothing(tmp_pa
 def small_disk(path: Path, size: str = "2m") -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``path`` (as root: CI runs the suite as root)."""
     path.mkdir(parents=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     assert result.returncode == 0, f"could not mount a tmpfs (the suite runs as root): {result.stderr!r}"
     try:
         yield path

@@ -227,7 +227,7 @@ class SilentStreamApi(BaseHTTPRequestHandler):
     lock = threading.Lock()
     last_id = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/messages/stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -242,7 +242,7 @@ class SilentStreamApi(BaseHTTPRequestHandler):
                 return
         self.reply(200, [] if self.path.startswith("/messages") else {"service": "silent"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.lock:
             SilentStreamApi.last_id += 1

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.process
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
@@ -35,7 +37,11 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 10) -> t
 def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "synergychat", *args],
-        cwd=REPO, env=role_env(env), capture_output=True, text=True, timeout=30,
+        cwd=REPO,
+        env=role_env(env),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -52,7 +58,9 @@ def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
         ([], {"ROLE": "database"}, "unknown role 'database' (ROLE)"),
     ],
 )
-def test_bad_settings_stop_with_one_line_and_status_2(args: list[str], env: dict[str, str], variable: str) -> None:
+def test_bad_settings_stop_with_one_line_and_status_2(
+    args: list[str], env: dict[str, str], variable: str
+) -> None:
     result = run_once(args, env)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -65,9 +73,13 @@ def test_role_from_env_and_flag_overrides(tmp_path: Path) -> None:
         status, body = http_json("GET", api.url + "/")
         assert body["service"] == "synergychat-api"
     port = free_port()
-    with running_role("web", tmp_path, env={"ROLE": "api", "WEB_PORT": str(port)}, port=port, wait_path="/") as web:
-        with urllib.request.urlopen(web.url + "/") as response:
-            assert b"synergychat-config" in response.read()
+    with (
+        running_role(
+            "web", tmp_path, env={"ROLE": "api", "WEB_PORT": str(port)}, port=port, wait_path="/"
+        ) as web,
+        urllib.request.urlopen(web.url + "/") as response,
+    ):
+        assert b"synergychat-config" in response.read()
 
 
 class SlowCrawler(BaseHTTPRequestHandler):
@@ -75,7 +87,7 @@ class SlowCrawler(BaseHTTPRequestHandler):
 
     delay = 2.0
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         if self.path.startswith("/stats"):
             time.sleep(self.delay)
         body = json.dumps([] if self.path.startswith("/stats") else {"status": "ok"}).encode()
@@ -90,11 +102,16 @@ class SlowCrawler(BaseHTTPRequestHandler):
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> None:
-    with serving(SlowCrawler) as crawler_url, running_role(
-        "api", tmp_path, env={"CRAWLER_BASE_URL": crawler_url, "API_DB_FILEPATH": str(tmp_path / "m.db")}
-    ) as api:
+    with (
+        serving(SlowCrawler) as crawler_url,
+        running_role(
+            "api", tmp_path, env={"CRAWLER_BASE_URL": crawler_url, "API_DB_FILEPATH": str(tmp_path / "m.db")}
+        ) as api,
+    ):
         with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(http_json, "POST", api.url + "/messages", {"AuthorUsername": "a", "Text": "/stats"})
+            in_flight = pool.submit(
+                http_json, "POST", api.url + "/messages", {"AuthorUsername": "a", "Text": "/stats"}
+            )
             time.sleep(0.7)
             api.process.send_signal(signal.SIGTERM)
             status, page = in_flight.result(timeout=15)
@@ -104,7 +121,9 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(tmp_path: Path) -> N
 
 
 def test_sigterm_with_open_streams_exits_0_quickly(tmp_path: Path) -> None:
-    with running_role("all", tmp_path, env={"CRAWLER_SOURCE_URL": "http://127.0.0.1:9"}, wait_path="/api/healthz") as app:
+    with running_role(
+        "all", tmp_path, env={"CRAWLER_SOURCE_URL": "http://127.0.0.1:9"}, wait_path="/api/healthz"
+    ) as app:
         streams = [urllib.request.urlopen(app.url + "/api/messages/stream", timeout=10) for _ in range(3)]
         time.sleep(0.3)
         started = time.monotonic()
@@ -134,6 +153,7 @@ def test_kill_9_after_201_loses_nothing(tmp_path: Path) -> None:
 
 def test_concurrent_clients_against_a_real_process_lose_nothing(tmp_path: Path) -> None:
     with running_role("api", tmp_path, env={"API_DB_FILEPATH": str(tmp_path / "m.db")}) as api:
+
         def post(n: int) -> int:
             return http_json("POST", api.url + "/messages", {"AuthorUsername": f"u{n}", "Text": f"t{n}"})[0]
 
@@ -147,7 +167,9 @@ def test_concurrent_clients_against_a_real_process_lose_nothing(tmp_path: Path) 
 def test_unopenable_database_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_once(["--role", "api"], {"API_PORT": str(free_port()), "API_DB_FILEPATH": str(blocker / "m.db")})
+    result = run_once(
+        ["--role", "api"], {"API_PORT": str(free_port()), "API_DB_FILEPATH": str(blocker / "m.db")}
+    )
     assert result.returncode == 1
     assert "synergychat: API_DB_FILEPATH=" in result.stderr and "Traceback" not in result.stderr
 
@@ -156,7 +178,9 @@ def test_port_in_use_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     with running_role("api", tmp_path) as api:
         result = run_once(["--role", "api"], {"API_PORT": str(api.port)})
     assert result.returncode == 1
-    assert f"cannot listen on port {api.port} (API_PORT)" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        f"cannot listen on port {api.port} (API_PORT)" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 def test_a_body_that_never_finishes_is_refused_in_time(tmp_path: Path) -> None:
@@ -165,7 +189,7 @@ def test_a_body_that_never_finishes_is_refused_in_time(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", api.port), timeout=20) as sock:
             sock.sendall(
                 b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n{\"Au"
+                b'Content-Length: 100\r\n\r\n{"Au'
             )
             started = time.monotonic()
             answer = sock.recv(4096).decode()

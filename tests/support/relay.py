@@ -14,8 +14,17 @@ from yarl import URL
 CLIENT_GONE_POLL_SECONDS = 0.2
 # Headers a proxy must not forward (RFC 9110 hop-by-hop), plus what aiohttp recomputes.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "host",
-     "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
 )
 
 

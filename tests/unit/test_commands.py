@@ -72,7 +72,13 @@ def test_limits_match_the_crawlers(text: str, fragment: str) -> None:
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("/stats", True), ("/stats keywords=x", True), (" /stats", True), ("/statsy", False), ("hi /stats", False)],
+    [
+        ("/stats", True),
+        ("/stats keywords=x", True),
+        (" /stats", True),
+        ("/statsy", False),
+        ("hi /stats", False),
+    ],
 )
 def test_is_stats_command(text: str, expected: bool) -> None:
     assert is_stats_command(text) is expected

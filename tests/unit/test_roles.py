@@ -113,11 +113,16 @@ def test_urls_are_checked_at_start(
     "value, expected",
     [
         # as browsers send an Origin: no default port, lower-case host
-        ("http://Chat.Example:80, https://chat.example:443/", ["http://chat.example", "https://chat.example"]),
+        (
+            "http://Chat.Example:80, https://chat.example:443/",
+            ["http://chat.example", "https://chat.example"],
+        ),
         ("http://localhost:8080", ["http://localhost:8080"]),
         ("*", ["*"]),
     ],
 )
-def test_cors_origins_are_normalised(monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]) -> None:
+def test_cors_origins_are_normalised(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: list[str]
+) -> None:
     monkeypatch.setenv("API_CORS_ORIGINS", value)
     assert ApiSettings().api_cors_origins == expected

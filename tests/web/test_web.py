@@ -13,7 +13,7 @@ from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, CrawlerSettings, WebSettings
 from synergychat.web import create_web_app
 
-CONFIG = re.compile(r'<script id="synergychat-config" type="application/json">(.*?)</script>', re.S)
+CONFIG = re.compile(r'<script id="synergychat-config" type="application/json">(.*?)</script>', re.DOTALL)
 
 
 async def page_config(client: Any, path: str = "/") -> tuple[dict[str, Any], Any]:
@@ -25,7 +25,9 @@ async def page_config(client: Any, path: str = "/") -> tuple[dict[str, Any], Any
     return json.loads(match.group(1)), response
 
 
-@pytest.mark.parametrize("api_url", ["", "/api", "/api/", "http://localhost:8081", "http://synchatapi.internal/"])
+@pytest.mark.parametrize(
+    "api_url", ["", "/api", "/api/", "http://localhost:8081", "http://synchatapi.internal/"]
+)
 async def test_api_url_reaches_the_page_as_data(aiohttp_client: Any, api_url: str) -> None:
     client = await aiohttp_client(create_web_app(WebSettings(api_url=api_url)))
     config, _ = await page_config(client)
@@ -68,7 +70,8 @@ async def test_csp_allows_an_absolute_api_origin(aiohttp_client: Any, api_url: s
 
 
 @pytest.mark.parametrize(
-    "name, content_type", [("app.js", "javascript"), ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")]
+    "name, content_type",
+    [("app.js", "javascript"), ("style.css", "text/css"), ("favicon.svg", "image/svg+xml")],
 )
 async def test_static_files(aiohttp_client: Any, name: str, content_type: str) -> None:
     client = await aiohttp_client(create_web_app(WebSettings()))
