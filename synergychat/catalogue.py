@@ -60,6 +60,8 @@ class CataloguePage:
     url: str
     next_url: str | None
     books: list[CatalogueBook]
+    # The page's ``count``: how many books the whole catalogue holds (None if it doesn't say).
+    count: int | None = None
 
 
 def first_page_url(source_url: str) -> str:
@@ -136,4 +138,7 @@ def parse_page(body: Any, url: str) -> CataloguePage:
         formats = entry.get("formats")
         text = pick_plain_text(formats, url) if isinstance(formats, dict) else None
         books.append(CatalogueBook(book_id, title, text))
-    return CataloguePage(url, next_url, books)
+    count = body.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        count = None  # only the crawl's progress needs it: no reason to refuse the page
+    return CataloguePage(url, next_url, books, count)

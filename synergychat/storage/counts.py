@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiosqlite
 
 from ..stats import KeywordCount, KeywordTotals
-from .database import (
-    PROBE_BUSY_TIMEOUT_SECONDS,
-    check_writable,
-    existing_file_uri,
-    open_database,
-    utc_now_iso,
-)
-
-T = TypeVar("T")
+from .database import check_writable, open_database, utc_now_iso
+from .stats_reader import StatsFileReader
 
 
 # The crawler's counts. Books are keyed by their Gutenberg id; a count row exists
@@ -69,6 +59,11 @@ COUNT_MIGRATIONS = (
     """
     CREATE INDEX counts_by_count ON counts (count);
     """,
+    # The catalogue's size (its pages' `count`), so the crawl's progress is known after a
+    # restart that does not read a page for a while (waiting between passes, catalogue down).
+    """
+    ALTER TABLE crawl_state ADD COLUMN books_total INTEGER;
+    """,
 )
 
 
@@ -84,6 +79,8 @@ class CrawlPosition:
     last_success_at: str | None
     last_error_at: str | None
     last_error_message: str | None
+    # How many books the catalogue at ``source_url`` holds, as its latest page said.
+    books_total: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +95,21 @@ def _keyword_set(keywords: Sequence[str]) -> str:
     return json.dumps(sorted(set(keywords)), ensure_ascii=False)
 
 
+def _matching_counts(keywords: Sequence[str], title: str, index: str = "") -> tuple[str, list[object]]:
+    """``FROM ... WHERE ...`` of the counts of ``keywords`` in books whose title contains
+    ``title`` (``c`` = counts, ``b`` = books), and its parameters."""
+    source = (
+        f"FROM counts AS c{index} JOIN books AS b ON b.id = c.book_id"
+        f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
+    )
+    params: list[object] = list(keywords)
+    if title:
+        # instr, not LIKE: no wildcards to escape, and lower() folds beyond ASCII.
+        source += " AND instr(b.title_folded, ?) > 0"
+        params.append(title.lower())
+    return source, params
+
+
 def _stats_query(
     columns: str, keywords: Sequence[str], title: str, in_count_order: bool = False
 ) -> tuple[str, list[object]]:
@@ -109,37 +121,8 @@ def _stats_query(
     keyword, but nothing comes out until all of it is sorted).
     """
     index = " INDEXED BY counts_by_count" if in_count_order else ""
-    query = (
-        f"SELECT {columns} FROM counts AS c{index} JOIN books AS b ON b.id = c.book_id"
-        f" WHERE c.keyword IN ({', '.join('?' * len(keywords))})"
-    )
-    params: list[object] = list(keywords)
-    if title:
-        # instr, not LIKE: no wildcards to escape, and lower() folds beyond ASCII.
-        query += " AND instr(b.title_folded, ?) > 0"
-        params.append(title.lower())
-    query += " ORDER BY c.count, b.title, c.keyword, b.id"
-    return query, params
-
-
-# The page cache of a /stats download's own connection, in KiB. SQLite's default is
-# 2 MB a connection: ten downloads held open by clients that don't read took 5-6 MB
-# each. A download reads each page once anyway.
-STREAM_CACHE_KIB = 256
-
-
-def _open_stats_reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection for one /stats download (used only in the reader thread)."""
-    conn = sqlite3.connect(
-        existing_file_uri(path), timeout=PROBE_BUSY_TIMEOUT_SECONDS, check_same_thread=False, uri=True
-    )
-    try:
-        conn.execute("PRAGMA query_only = ON")
-        conn.execute(f"PRAGMA cache_size = -{STREAM_CACHE_KIB}")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    source, params = _matching_counts(keywords, title, index)
+    return f"SELECT {columns} {source} ORDER BY c.count, b.title, c.keyword, b.id", params
 
 
 # One /stats row as SQLite writes it: the JSON object, as bytes (no decode, no re-encode).
@@ -160,11 +143,7 @@ class CountStore:
         self._conn = conn
         self._path = path
         self._lock = asyncio.Lock()
-        # Every /stats download of a file reads in this one thread, page by page in turn.
-        # A thread per download (aiosqlite's way) let ten downloads fight the event loop
-        # for the GIL (sqlite3 lets it go and takes it back for every row): /readyz took
-        # seconds. One thread also caps what downloads cost at about one core.
-        self._reader = ThreadPoolExecutor(1, "synergychat-stats-reader") if path else None
+        self._reader = StatsFileReader(path) if path else None
         self._closed = False
 
     @classmethod
@@ -174,12 +153,8 @@ class CountStore:
     async def close(self) -> None:
         self._closed = True
         if self._reader is not None:
-            self._reader.shutdown(wait=False, cancel_futures=True)
+            self._reader.close()
         await self._conn.close()
-
-    async def _in_reader(self, call: Callable[..., T], *args: Any) -> T:
-        assert self._reader is not None
-        return await asyncio.get_running_loop().run_in_executor(self._reader, functools.partial(call, *args))
 
     async def check(self) -> None:
         """Raise unless the store is open and its file can take a write lock now (readiness).
@@ -214,8 +189,8 @@ class CountStore:
         async with (
             self._lock,
             self._conn.execute(
-                "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done,"
-                " last_success_at, last_error_at, last_error_message FROM crawl_state WHERE id = 1"
+                "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done, last_success_at,"
+                " last_error_at, last_error_message, books_total FROM crawl_state WHERE id = 1"
             ) as cursor,
         ):
             row = await cursor.fetchone()
@@ -239,9 +214,10 @@ class CountStore:
                 (next_page_url, None if next_page_url else utc_now_iso()),
             )
 
-    async def record_success(self) -> None:
+    async def record_books_total(self, books_total: int | None) -> None:
+        """The catalogue's size as its latest page said (None: unknown, a new catalogue)."""
         async with self._transaction() as conn:
-            await conn.execute("UPDATE crawl_state SET last_success_at = ? WHERE id = 1", (utc_now_iso(),))
+            await conn.execute("UPDATE crawl_state SET books_total = ? WHERE id = 1", (books_total,))
 
     async def record_error(self, message: str) -> None:
         async with self._transaction() as conn:
@@ -355,7 +331,7 @@ class CountStore:
 
     async def stats_json_pages(
         self, keywords: Sequence[str], title: str, rows_per_page: int
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """``stats`` as UTF-8 JSON, ``rows_per_page`` objects at a time joined by commas
         (the caller adds the brackets and the commas between pages). Use it in ``aclosing``.
 
@@ -375,8 +351,8 @@ class CountStore:
         # In memory: sorted whole at the first step (a small database, by nature), so
         # that the rows written by the crawl on the same connection during a download
         # are not in it; a file: a snapshot of its own (below), in count order.
-        query, params = _stats_query(_ROW_JSON, keywords, title, in_count_order=self._path is not None)
-        if self._path is None:
+        query, params = _stats_query(_ROW_JSON, keywords, title, in_count_order=self._reader is not None)
+        if self._reader is None:
             # In memory only the store's connection sees the data: take the lock per page.
             async with self._lock:
                 cursor = await self._conn.execute(query, params)
@@ -393,14 +369,9 @@ class CountStore:
         # A file: a WAL reader of its own, so neither the crawl nor readiness waits for it.
         # The store must be open still (not closing): it is what readiness reports.
         self._require_open()
-        conn = await self._in_reader(_open_stats_reader, self._path)
-        try:
-            cursor = await self._in_reader(conn.execute, query, params)
-            while rows := await self._in_reader(cursor.fetchmany, rows_per_page):
-                yield b",".join(row[0] for row in rows)
-        finally:
-            # In the reader thread too, after any read of it still running there.
-            await self._in_reader(conn.close)
+        async with aclosing(self._reader.pages(query, params, rows_per_page)) as pages:
+            async for page in pages:
+                yield page
 
     async def totals(self, keywords: Sequence[str], title: str) -> KeywordTotals:
         """What ``stats`` would sum to, summed by SQLite: per keyword, and the books with a match.
@@ -409,17 +380,13 @@ class CountStore:
         """
         if not keywords:
             return {"totals": {}, "books": 0}
-        where = f"c.keyword IN ({', '.join('?' * len(keywords))})"
-        params: list[object] = list(keywords)
-        if title:
-            where += " AND instr(b.title_folded, ?) > 0"
-            params.append(title.lower())
-        source = f"FROM counts AS c JOIN books AS b ON b.id = c.book_id WHERE {where}"
+        source, params = _matching_counts(keywords, title)
         async with self._lock:
             async with self._conn.execute(
                 f"SELECT c.keyword, SUM(c.count) {source} GROUP BY c.keyword", params
             ) as cursor:
                 per_keyword = {keyword: total for keyword, total in await cursor.fetchall()}
             async with self._conn.execute(f"SELECT COUNT(DISTINCT c.book_id) {source}", params) as cursor:
-                (books,) = await cursor.fetchone()
-        return {"totals": per_keyword, "books": books}
+                row = await cursor.fetchone()
+        assert row is not None  # COUNT answers one row, zero or not
+        return {"totals": per_keyword, "books": row[0]}
