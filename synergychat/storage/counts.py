@@ -16,7 +16,6 @@ from ..stats import KeywordCount, KeywordTotals
 from .database import check_writable, open_database, utc_now_iso
 from .stats_reader import StatsFileReader
 
-
 # The crawler's counts. Books are keyed by their Gutenberg id; a count row exists
 # only where the keyword occurs (zero needs no row) and is replaced, never added to.
 # `crawl_state` is one row: where the walk of the catalogue stands.
@@ -189,8 +188,9 @@ class CountStore:
         async with (
             self._lock,
             self._conn.execute(
-                "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done, last_success_at,"
-                " last_error_at, last_error_message, books_total FROM crawl_state WHERE id = 1"
+                "SELECT source_url, next_page_url, pass_number, pass_finished_at, pages_done,"
+                " last_success_at, last_error_at, last_error_message, books_total"
+                " FROM crawl_state WHERE id = 1"
             ) as cursor,
         ):
             row = await cursor.fetchone()
