@@ -24,11 +24,10 @@ from .storage import MessageStore, StoreUnavailable
 from .storage.legacy_import import import_original_messages
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
-    DEFAULT_PAGE_SIZE,
     MAX_ID,
-    MAX_PAGE_SIZE,
     parse_int_param,
     parse_new_message,
+    parse_page_size,
     parse_whole_number,
     read_capped_body,
 )
@@ -98,9 +97,8 @@ class ApiHandlers:
         return readiness_response(*await api_readiness(request.app))
 
     async def list_messages(self, request: web.Request) -> web.Response:
-        limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        limit = parse_page_size(request)
         before = parse_int_param(request, "before", None, 1, MAX_ID)
-        assert limit is not None
         page = await request.app[keys.MESSAGE_STORE].page_json(limit, before)
         return web.Response(body=page, content_type="application/json")
 
@@ -206,7 +204,6 @@ def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Applica
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
     app[keys.MESSAGE_HUB] = MessageHub()
-    app[keys.CORS_POLICY] = cors
     app.on_response_prepare.append(cors.on_response_prepare)
     app.on_response_prepare.append(plain_errors_as_json)
     app.cleanup_ctx.append(message_store_ctx)

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ class Crawler:
         """
         return await self._require_store().stats(self._chosen_keywords(keywords), title)
 
-    def stats_json_pages(self, keywords: Sequence[str], title: str) -> AsyncIterator[bytes]:
+    def stats_json_pages(self, keywords: Sequence[str], title: str) -> AsyncGenerator[bytes, None]:
         """``stats`` as the UTF-8 JSON of ``GET /stats``, a page of rows at a time (see
         ``CountStore.stats_json_pages``), written by SQLite off the event loop."""
         return self._require_store().stats_json_pages(self._chosen_keywords(keywords), title, ROWS_PER_PAGE)

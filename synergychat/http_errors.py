@@ -63,7 +63,7 @@ def json_errors(translate: Translate = _unknown) -> Callable[..., Awaitable[web.
                 return unexpected(request, exc)
             log.info("%s %s: the client closed the connection first (%s)", request.method, request.path, exc)
             return web.Response(status=CLIENT_CLOSED_REQUEST)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the app's last guard: any failure becomes a JSON 500
             known = translate(exc)
             if known is not None:
                 log.error("%s %s failed: %s", request.method, request.path, exc)
@@ -93,6 +93,7 @@ async def plain_errors_as_json(request: web.Request, response: web.StreamRespons
     text = response.body.decode("utf-8", "replace").strip() or response.reason
     response.content_type = "application/json"
     response.charset = "utf-8"
-    response.text = json.dumps({"error": text})
+    body = json.dumps({"error": text})
+    response.text = body
     # This hook runs after aiohttp counted the plain body's length.
-    response.headers["Content-Length"] = str(len(response.text.encode("utf-8")))
+    response.headers["Content-Length"] = str(len(body.encode("utf-8")))

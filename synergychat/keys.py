@@ -6,7 +6,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .cors import CorsPolicy
 from .live import MessageHub
 from .readiness import Readiness
 from .settings import ApiSettings, WebSettings
@@ -17,9 +16,8 @@ API_SETTINGS = web.AppKey("api_settings", ApiSettings)
 MESSAGE_STORE = web.AppKey("message_store", MessageStore)
 MESSAGE_HUB = web.AppKey("message_hub", MessageHub)
 CRAWLER_CLIENT = web.AppKey("crawler_client", CrawlerClient)
-CORS_POLICY = web.AppKey("cors_policy", CorsPolicy)
 WEB_SETTINGS = web.AppKey("web_settings", WebSettings)
 INDEX_HTML = web.AppKey("index_html", str)
 STATIC_FILES = web.AppKey("static_files", dict[str, Path])
 # Under `all`, the root app's /readyz answers for every part composed into it.
-COMPOSED_READINESS = web.AppKey("composed_readiness", Readiness)
+COMPOSED_READINESS: web.AppKey[Readiness] = web.AppKey("composed_readiness")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 from aiohttp import web
@@ -54,7 +54,7 @@ class StatsDownloads:
         """For ``/status``: how many downloads run now, and the limits."""
         return {"active": self.active, "max": self.max_concurrent, "send_timeout_seconds": self.send_timeout}
 
-    async def send(self, request: web.Request, pages: AsyncIterator[bytes]) -> web.StreamResponse:
+    async def send(self, request: web.Request, pages: AsyncGenerator[bytes, None]) -> web.StreamResponse:
         """Send the JSON array whose rows ``pages`` yields (comma-joined, without brackets)."""
         if self.active >= self.max_concurrent:
             await pages.aclose()

@@ -74,8 +74,11 @@ class CrawlerEndpointMissing(CrawlerUnavailable):
 
 
 class CrawlerClient(Protocol):
-    #: What readiness shows as the crawler's address ("in-process", a URL, or None).
-    location: str | None
+    @property
+    def location(self) -> str | None:
+        """What readiness shows as the crawler's address ("in-process", a URL, or None).
+
+        Read-only, so each implementation may narrow it (always a URL, always None)."""
 
     async def health(self) -> None:
         """Return if the crawler answers its health check, raise otherwise."""

@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 from .http_errors import ClientError
 
 # The page sizes are the message store's: it keeps the newest MAX_PAGE_SIZE in memory.
-from .storage.messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE  # noqa: F401 (re-exported)
+from .storage.messages import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 MAX_BODY_BYTES = 64 * 1024
 # 64 KiB takes well under a second on any real link; a body still arriving after this
@@ -46,7 +46,7 @@ def confusable_prototype(char: str) -> str:
     if not found:
         return char
     # Right-to-left look-alikes come wrapped in LEFT-TO-RIGHT MARKs for display.
-    glyphs = [glyph["c"].strip("\u200e") for glyph in found[0]["homoglyphs"]]
+    glyphs: list[str] = [glyph["c"].strip("\u200e") for glyph in found[0]["homoglyphs"]]
     if len(glyphs) != 1:
         return char
     (other,) = glyphs
@@ -217,3 +217,10 @@ def parse_int_param(request: web.Request, name: str, default: int | None, low: i
     if not low <= value <= high:
         raise ClientError(400, f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def parse_page_size(request: web.Request) -> int:
+    """``limit`` of ``GET /messages``: DEFAULT_PAGE_SIZE if absent, 1 to MAX_PAGE_SIZE."""
+    limit = parse_int_param(request, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    assert limit is not None  # absent, it is the default
+    return limit

@@ -28,6 +28,11 @@ class RequestFailed(Exception):
         self.reason = reason
 
 
+# What a request that failed raises: a wrong answer, aiohttp's errors (connection, payload,
+# content type), and timeouts. Anything else is a bug of the generator's and stops it.
+REQUEST_FAILURES = (RequestFailed, aiohttp.ClientError, TimeoutError)
+
+
 def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, RequestFailed):
         return exc.reason

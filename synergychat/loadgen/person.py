@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import chatter
-from .client import ChatClient, RequestFailed, failure_reason
+from .client import REQUEST_FAILURES, ChatClient, RequestFailed, failure_reason
 from .ledger import DeliveryLedger
 from .measure import Kind, Measurements
 from .sse import read_events
@@ -119,7 +119,7 @@ class Person:
         started = time.monotonic()
         try:
             await action
-        except Exception as exc:  # RequestFailed, aiohttp's errors, timeouts: all felt as a failure
+        except REQUEST_FAILURES as exc:  # all felt as a failure
             self._failures_in_a_row += 1
             self._measurements.failed(kind, failure_reason(exc))
             return False
@@ -154,10 +154,8 @@ class Person:
         sent_at = time.monotonic()
         page = await self._client.post(self.name, text)
         self._note_oldest(page)
-        mine = [
-            m.get("id") for m in page if m.get("AuthorUsername") == self.name and isinstance(m.get("id"), int)
-        ]
-        newest = max(mine, default=0)
+        mine = [m.get("id") for m in page if m.get("AuthorUsername") == self.name]
+        newest = max((id_ for id_ in mine if isinstance(id_, int)), default=0)
         if newest > self._last_own_id:
             self._last_own_id = newest
             self._ledger.sent(newest, self.name, sent_at)
@@ -196,7 +194,7 @@ class Person:
                     self._measurements.stream_closed()
                     self._measurements.succeeded(Kind.STREAM, connect_seconds)
                 raise
-            except Exception as exc:
+            except (*REQUEST_FAILURES, ValueError) as exc:  # ValueError: a line past aiohttp's limit
                 if connected:
                     self._measurements.stream_closed()
                 reason = "stalled" if isinstance(exc, TimeoutError) and connected else failure_reason(exc)

@@ -35,10 +35,10 @@ def log_plan(settings: LoadgenSettings) -> None:
 
 def window_line(window: Tally, elapsed: float, people: int, open_streams: int) -> str:
     def percentiles(latencies: Latencies) -> str:
-        if not latencies.count:
-            return "-"
-        p50, p95, p99 = (latencies.quantile(q) * 1000 for q in (0.5, 0.95, 0.99))
-        return f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms"
+        p50, p95, p99 = (latencies.quantile(q) for q in (0.5, 0.95, 0.99))
+        if p50 is None or p95 is None or p99 is None:
+            return "-"  # nothing measured in this window
+        return f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
 
     sent = window.latency[Kind.POST]
     line = (

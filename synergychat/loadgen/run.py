@@ -23,7 +23,7 @@ from yarl import URL
 
 from ..settings import LoadgenSettings
 from . import chatter
-from .client import ChatClient, failure_reason, new_session
+from .client import REQUEST_FAILURES, ChatClient, failure_reason, new_session
 from .endpoints import serve_endpoints
 from .ledger import DeliveryLedger
 from .measure import Kind, Latencies, Measurements
@@ -117,7 +117,7 @@ class LoadRun:
                 except TargetError as exc:
                     self.measurements.failed(Kind.FIND, "no api on the page")
                     log.error("cannot find the api from %s: %s; trying again in %.0f s", url, exc, pause)
-                except Exception as exc:  # nothing answered: aiohttp's errors, timeouts
+                except REQUEST_FAILURES as exc:  # nothing answered
                     self.measurements.failed(Kind.FIND, failure_reason(exc))
                     log.error(
                         "nothing answered at %s (%s); trying again in %.0f s", url, failure_reason(exc), pause
@@ -221,15 +221,13 @@ class LoadRun:
 
     def summary(self) -> dict[str, Any]:
         total = self.measurements.total
+        failed = {kind: sum(n for (k, _), n in total.failures.items() if k is kind) for kind in Kind}
+        ok = {kind: total.requests[kind] - failed[kind] for kind in Kind}
         requests = {
-            kind.value: {
-                "ok": total.requests[kind] - sum(n for (k, _), n in total.failures.items() if k is kind),
-                "failed": sum(n for (k, _), n in total.failures.items() if k is kind),
-                **total.latency[kind].as_json(),
-            }
+            kind.value: {"ok": ok[kind], "failed": failed[kind], **total.latency[kind].as_json()}
             for kind in Kind
         }
-        succeeded = sum(r["ok"] for r in requests.values())
+        succeeded = sum(ok.values())
         limit = self.settings.loadgen_max_error_rate
         reasons = []
         if succeeded == 0:
@@ -252,7 +250,7 @@ class LoadRun:
             "people": self._visits,
             "users": self.settings.loadgen_users,
             "requests": requests,
-            "messages_sent": requests[Kind.POST]["ok"] + requests[Kind.STATS]["ok"],
+            "messages_sent": ok[Kind.POST] + ok[Kind.STATS],
             "deliveries": {
                 "missed": total.missed,
                 **{"delivered" if k == "count" else k: v for k, v in total.delivery.as_json().items()},

@@ -23,7 +23,8 @@ class Event:
 
 async def read_events(response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
     """Yield each event until the server ends the stream."""
-    event_type, data, last_id = "", [], None
+    event_type, last_id = "", None
+    data: list[str] = []
     async for raw in response.content:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:

@@ -94,11 +94,12 @@ async def _original_api_url(session: aiohttp.ClientSession, page_url: URL, srcs:
             continue  # never fetch from another site: only the page's own scripts
         try:
             async with session.get(script_url, allow_redirects=False) as response:
-                if response.status == 200:
-                    if (
-                        api_url := api_url_from_original_script(await response.text(errors="replace"))
-                    ) is not None:
-                        return api_url
+                if (
+                    response.status == 200
+                    and (api_url := api_url_from_original_script(await response.text(errors="replace")))
+                    is not None
+                ):
+                    return api_url
         except (TimeoutError, aiohttp.ClientError):
             continue
     return None

@@ -80,6 +80,14 @@ async def use_wal(conn: aiosqlite.Connection) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    """How many schema steps the file has had (``migrate`` keeps it)."""
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None  # the pragma always answers one row
+    return int(row[0])
+
+
 async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
     """Apply the schema steps after ``user_version``, all in one write transaction.
 
@@ -88,14 +96,12 @@ async def migrate(conn: aiosqlite.Connection, steps: Sequence[str]) -> int:
     (waiting up to busy_timeout), and ``user_version`` is read again inside it,
     so whoever comes second sees the first one's steps and applies none twice.
     """
-    async with conn.execute("PRAGMA user_version") as cursor:
-        (version,) = await cursor.fetchone()
+    version = await _user_version(conn)
     if version == len(steps):
         return version  # up to date: no write lock taken on every start
     await conn.execute("BEGIN IMMEDIATE")
     try:
-        async with conn.execute("PRAGMA user_version") as cursor:
-            (version,) = await cursor.fetchone()
+        version = await _user_version(conn)
         if version > len(steps):
             raise RuntimeError(
                 f"database schema version {version} is newer than this program knows ({len(steps)})"
