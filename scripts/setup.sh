@@ -17,3 +17,9 @@ if [[ ! -x .venv/bin/python ]]; then
   fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements"
+# The package itself, editable (the venv runs this tree's code, never a stale copy):
+# the `synergychat` command. Once: it takes ~15 s, and nothing in it changes with the
+# code (dependencies come from the requirements above; --version reads pyproject.toml).
+if [[ ! -x .venv/bin/synergychat ]]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+fi

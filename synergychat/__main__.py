@@ -1,4 +1,8 @@
-"""``python -m synergychat [--role web|api|crawler|all]`` or ``python -m synergychat doctor URL``."""
+"""``python -m synergychat [--role web|api|crawler|all]`` (or the ``synergychat`` command).
+
+Also ``doctor URL`` (walks a deployment's hops), ``probe URL`` (a container
+healthcheck) and ``--version``, none of which needs ROLE or a data folder.
+"""
 
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ def run_role(argv: list[str]) -> None:
     from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
     from .server import serve
     from .settings import ServerSettings, StartupError
+    from .version import version
 
     parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
     parser.add_argument("--role", help="web, api, crawler or all (default: $ROLE, else all)")
+    parser.add_argument("--version", "-V", action="version", version=f"synergychat {version()}")
     args = parser.parse_args(argv)
     name = (args.role or os.environ.get("ROLE") or Role.ALL.value).strip().lower()
     if name not in {r.value for r in Role}:
@@ -73,6 +79,16 @@ def run_role(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        from .version import version
+
+        print(f"synergychat {version()}")
+        return
+    if argv[:1] == ["probe"]:
+        # Every few seconds in every container: loads the HTTP client only, not the app.
+        from .probe import main as probe_main
+
+        raise SystemExit(probe_main(argv[1:]))
     if argv[:1] == ["doctor"]:
         from .data_ownership import prepare_data_paths
         from .doctor import main as doctor_main

@@ -31,12 +31,14 @@ import aiohttp
 
 from .catalogue import CataloguePage, NotACatalogue, PassingFault, TextSource, parse_page
 from .counting import LineCounter, TextTooLarge, resolve_charset
+from .version import version
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-USER_AGENT = "synergychat-crawler/0.1 (counts keywords in Project Gutenberg books)"
+# Names us and our version to the catalogue and the book hosts.
+USER_AGENT = f"synergychat-crawler/{version()} (counts keywords in Project Gutenberg books)"
 # How much of a body we read from the network at a time.
 CHUNK_BYTES = 64 * 1024
 # A catalogue page of 32 books is ~50 KB; anything near this is not a page.
