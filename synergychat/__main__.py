@@ -30,7 +30,7 @@ def run_role(argv: list[str]) -> None:
     from .data_ownership import data_paths, prepare_data_paths
     from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
     from .server import serve
-    from .settings import ServerSettings, StartupError
+    from .settings import ServerSettings, StartupError, masked_database_url
     from .version import version
 
     parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
@@ -52,6 +52,8 @@ def run_role(argv: list[str]) -> None:
         first = error.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
         value = os.environ.get(variable)
+        if value is not None and variable.endswith("DATABASE_URL"):
+            value = masked_database_url(value)  # it may hold a password
         fail(f"invalid setting {variable}{f'={value!r}' if value is not None else ''}: {first['msg']}")
     port = listen_port(role, settings)
     logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)

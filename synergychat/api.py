@@ -19,9 +19,11 @@ from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .readiness import Checks, readiness_response
 from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
-from .settings import ApiSettings, StartupError
-from .storage import MessageStore, StoreUnavailable
+from .settings import ApiSettings, StartupError, masked_database_url
+from .storage import CommitOutcomeUnknown, MessageStore, SqliteMessageStore, StoreUnavailable
 from .storage.legacy_import import import_original_messages
+from .storage.pg_messages import PostgresMessageStore
+from .storage.postgres import DATABASE_ERRORS
 from .transport import CrawlerClient, CrawlerNotConfigured, CrawlerUnavailable, HttpCrawlerClient
 from .validation import (
     MAX_ID,
@@ -65,8 +67,15 @@ def mask_blocked_words(text: str, pattern: re.Pattern[str] | None) -> str:
     return pattern.sub(lambda match: "*" * len(match.group()), text)
 
 
+# A wrong URL, password or database name, or a database that is down or newer than us.
+PG_STARTUP_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError, RuntimeError)
+
+
 def message_store_errors(exc: Exception) -> tuple[int, str] | None:
-    # A full disk or a lost volume: the client should retry, the message was not stored.
+    if isinstance(exc, CommitOutcomeUnknown):
+        # Rare (PostgreSQL's connection broke mid-commit, and it can't be asked yet): say so.
+        return 503, f"the message database did not confirm the commit, the message may not be stored: {exc}"
+    # A full disk, a lost volume, a database down: the client should retry, nothing was stored.
     if isinstance(exc, (StoreUnavailable, sqlite3.Error)):
         return 503, f"the message database is unavailable, nothing was stored: {exc}"
     return None
@@ -131,9 +140,10 @@ class ApiHandlers:
             request[QUIET_ACCESS] = True
             self._stream_refusals.count(limit)
             raise ClientError(503, "this api holds as many streams as it can; try again in a moment")
+        # Before the answer starts: a database that can't say is a 503 (the page retries).
+        newest = await store.last_id()
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
-        newest = await store.last_id()
         # Which history the ids belong to: a page that saw another one starts over.
         hello = sse_event("hello", json.dumps({"history": store.history_id, "last_id": newest}))
         if last_id is None:
@@ -221,21 +231,42 @@ def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Applica
     return app
 
 
-async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
-    path = app[keys.API_SETTINGS].api_db_filepath
+async def open_message_store(settings: ApiSettings) -> tuple[MessageStore, str]:
+    """The store the settings choose (PostgreSQL when API_DATABASE_URL is set, else SQLite),
+    and where it is, for the log (never a password)."""
+    url = settings.api_database_url
+    if url:
+        where = masked_database_url(url)
+        if settings.api_db_filepath:
+            log.info("API_DB_FILEPATH is not used: messages are kept in PostgreSQL (API_DATABASE_URL)")
+        try:
+            return await PostgresMessageStore.open(url, settings.api_database_pool_size), where
+        except PG_STARTUP_ERRORS as exc:
+            password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+            detail = str(exc) or type(exc).__name__
+            if password:
+                detail = detail.replace(password, "***")
+            raise StartupError(
+                f"API_DATABASE_URL={where}: cannot open the message database: {detail}"
+            ) from exc
+    path = settings.api_db_filepath
     if not path:
         log.warning("API_DB_FILEPATH is not set: messages are kept in memory and lost on exit")
     try:
         # The original api's JSON file at this path becomes our database first (kept as a backup).
         await import_original_messages(path or None)
-        store = await MessageStore.open(path or None)
+        return await SqliteMessageStore.open(path or None), path or "memory"
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         raise StartupError(f"API_DB_FILEPATH={path!r}: cannot open the message database: {exc}") from exc
+
+
+async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store, where = await open_message_store(app[keys.API_SETTINGS])
     hub = app[keys.MESSAGE_HUB]
     store.add_listener(hub.publish)
     await hub.start()
     app[keys.MESSAGE_STORE] = store
-    log.info("message store ready at %s", path or "memory")
+    log.info("message store ready at %s", where)
     yield
     await hub.stop()
     await store.close()

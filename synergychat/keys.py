@@ -13,7 +13,8 @@ from .storage import MessageStore
 from .transport import CrawlerClient
 
 API_SETTINGS = web.AppKey("api_settings", ApiSettings)
-MESSAGE_STORE = web.AppKey("message_store", MessageStore)
+# Either database's store: what the api needs of it (a Protocol, so typed, not a class).
+MESSAGE_STORE: web.AppKey[MessageStore] = web.AppKey("message_store")
 MESSAGE_HUB = web.AppKey("message_hub", MessageHub)
 CRAWLER_CLIENT = web.AppKey("crawler_client", CrawlerClient)
 WEB_SETTINGS = web.AppKey("web_settings", WebSettings)

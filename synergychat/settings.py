@@ -54,6 +54,20 @@ def checked_url(value: str, *, absolute: bool) -> str:
     return value
 
 
+def masked_database_url(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` parameter) shown as ***,
+    fit for logs and error messages. Plain text work, no URL parsing: a password may hold
+    characters a parser would take for the path, and a bad URL must be masked too."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "***"
+    userinfo, at, address = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{address}"
+    rest = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", rest)
+    return f"{scheme}://{rest}"
+
+
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
@@ -85,6 +99,11 @@ class ApiSettings(_Settings):
     api_port: Port = 8080
     # SQLite file for messages; unset means in memory (lost on exit).
     api_db_filepath: str = ""
+    # postgresql://user:password@host:5432/db: messages in PostgreSQL, which any number of
+    # api replicas share (API_DB_FILEPATH is then not used). Unset: SQLite, as above.
+    api_database_url: str = ""
+    # Connections each api process may hold open to that database (LISTEN's one not included).
+    api_database_pool_size: int = Field(default=10, ge=2, le=1000)
     # Where the api reaches a standalone crawler; unset means /stats is off.
     crawler_base_url: str = ""
     crawler_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
@@ -99,6 +118,15 @@ class ApiSettings(_Settings):
     def _absolute_http_url(cls, value: str) -> str:
         value = value.strip()
         return checked_url(value, absolute=True) if value else value
+
+    @field_validator("api_database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            # Never the value itself: it may hold a password.
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/database)")
+        return value
 
     @field_validator("api_cors_origins")
     @classmethod
