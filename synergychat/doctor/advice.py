@@ -1,7 +1,7 @@
 """What a bad answer usually means, as one sentence naming the setting to change.
 
 Only the sentences several hops share live here; a hop's own sentence stays
-next to the check that makes it (doctor_checks.py).
+next to the check that makes it (checks.py).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from yarl import URL
 
-from .doctor_http import Answer, Failure, Unreachable
-from .doctor_page import origin_of
+from .http import Answer, Failure, Unreachable
+from .page import origin_of
 
 NO_HEALTHY_UPSTREAM = "no healthy upstream"
 

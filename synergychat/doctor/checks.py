@@ -22,9 +22,9 @@ from typing import Any
 
 from yarl import URL
 
-from . import doctor_advice as advice
-from .doctor_http import Answer, Failure, Http, Unreachable
-from .doctor_page import (
+from . import advice
+from .http import Answer, Failure, Http, Unreachable
+from .page import (
     ConfigError,
     PageKind,
     api_url_from_config,

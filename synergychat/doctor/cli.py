@@ -16,7 +16,7 @@ from typing import TextIO
 
 from yarl import URL
 
-from .doctor_checks import Check, Report, Status, diagnose
+from .checks import Check, Report, Status, diagnose
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MARKS = {Status.OK: "✔", Status.WARN: "!", Status.FAIL: "✘", Status.SKIP: "-"}

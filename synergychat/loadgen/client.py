@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from ..doctor_page import origin_of, parse_page
+from ..doctor.page import origin_of, parse_page
 from .target import ApiTarget
 
 USER_AGENT = "synergychat-loadgen/0.1 (simulated chat users)"

@@ -1,7 +1,7 @@
 """Find the api the load generator talks to, from the one URL it is given.
 
 The URL is either the api's base URL or the chat page's. A page is read the
-way a browser reads it (the doctor's page reading, doctor_page.py): our page's
+way a browser reads it (the doctor's page reading, doctor/page.py): our page's
 JSON configuration, or the original page's ``app.js``; its API_URL is then
 resolved against the page's URL. Anything that is not an HTML page is taken
 for the api itself.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from ..doctor_page import (
+from ..doctor.page import (
     ConfigError,
     PageKind,
     api_url_from_config,

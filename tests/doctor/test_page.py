@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from synergychat.doctor_page import (
+from synergychat.doctor.page import (
     ConfigError,
     PageKind,
     api_url_from_config,
