@@ -13,10 +13,17 @@ COPY requirements.txt /tmp/requirements.txt
 # Exactly the pinned runtime dependencies, nothing from the dev requirements.
 RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 COPY synergychat /app/synergychat
+# The version's one source, beside the package: `--version` and the crawler's
+# User-Agent read it there (synergychat/version.py).
+COPY pyproject.toml /app/pyproject.toml
 # Compile once here: the root filesystem is read-only at run time.
 RUN /opt/venv/bin/python -m compileall -q /opt/venv /app/synergychat
 
 FROM ${PYTHON_IMAGE}
+# pyproject.toml's version; tests/deploy fails the build's image when they differ.
+LABEL org.opencontainers.image.title="synergychat" \
+      org.opencontainers.image.description="A group chat with a data-insights bot: web, api and crawler roles of one image" \
+      org.opencontainers.image.version="0.1.0"
 ARG UID=10001
 ARG GID=10001
 ENV PATH=/opt/venv/bin:$PATH \

@@ -8,7 +8,9 @@ self-signed: not verified).
 
 from __future__ import annotations
 
+import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -98,6 +100,50 @@ def nginx_stack(
         assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
 
 
+def container_of(project: str, service: str) -> str:
+    return f"{project}_{service}_1"
+
+
+def run_healthcheck_until_healthy(podman_env: dict[str, str], container: str, timeout: float = 60) -> str:
+    """Run the container's healthcheck as the engine would, until it passes: the last output.
+
+    Healthchecks never fire by themselves here (podman runs them from systemd timers,
+    and there is no systemd), so the test runs them, the very command compose set.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run([tool("podman"), "healthcheck", "run", container], env=podman_env, check=False)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            return result.stdout + result.stderr
+        time.sleep(1)
+
+
+def check_health_and_start_order(podman_env: dict[str, str], project: str) -> None:
+    started = {}
+    for service in ("crawler", "api", "web", "nginx"):
+        container = container_of(project, service)
+        inspected = run(
+            [
+                tool("podman"),
+                "inspect",
+                "--format",
+                "{{json .Config.Healthcheck}} {{.State.StartedAt.UnixNano}}",
+                container,
+            ],
+            env=podman_env,
+        ).stdout
+        healthcheck, started_at = inspected.rsplit(" ", 1)
+        started[service] = int(started_at)
+        assert json.loads(healthcheck)["Test"][0] == "CMD", (service, healthcheck)
+        output = run_healthcheck_until_healthy(podman_env, container)
+        status = run(
+            [tool("podman"), "inspect", "--format", "{{.State.Health.Status}}", container], env=podman_env
+        ).stdout.strip()
+        assert status == "healthy", f"{service}: {status}: {output}"
+    # depends_on: each started after what it depends on (crawler -> api -> web -> nginx).
+    assert started["crawler"] < started["api"] < started["web"] < started["nginx"], started
+
+
 async def test_chat_through_nginx_over_https(
     nginx_stack: tuple[int, int, str], podman_env: dict[str, str]
 ) -> None:
@@ -105,6 +151,8 @@ async def test_chat_through_nginx_over_https(
     entry = f"https://127.0.0.1:{https_port}"
     wait_ready(f"{entry}/api/readyz", timeout=90, crawler=True)
     wait_ready(f"{entry}/readyz")
+    # Every service's healthcheck passes with the command compose gave it, in the image it runs.
+    check_health_and_start_order(podman_env, project)
 
     # Port 80 only redirects, keeping the path (to 443: the public HTTPS port).
     opener = urllib.request.build_opener(NoRedirect)
@@ -149,3 +197,11 @@ async def test_chat_through_nginx_over_https(
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
         await chat_end_to_end(ChatBrowser(session), f"{entry}/", expected_api=f"{entry}/api/")
+
+    # The crawler is information on the api's readiness, never a reason to be unhealthy:
+    # with the crawler stopped, the api's healthcheck still passes (and /stats says why).
+    run([tool("podman"), "stop", "-t", "2", container_of(project, "crawler")], env=podman_env)
+    api_check = run(
+        [tool("podman"), "healthcheck", "run", container_of(project, "api")], env=podman_env, check=False
+    )
+    assert api_check.returncode == 0, api_check.stdout + api_check.stderr

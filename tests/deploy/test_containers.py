@@ -16,6 +16,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from synergychat.version import version
+
 from .chat import ChatBrowser, chat_end_to_end
 from .conftest import APP_UID, GUTENDEX_ENV, Podman, get_json, wait_ready
 from .manifests import Manifests
@@ -34,6 +36,26 @@ def test_image_metadata(podman: Podman) -> None:
     assert env["ROLE"] == "all"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
     assert "8080/tcp" in image["ExposedPorts"]
+    # The label tells registries and scanners what `--version` tells a user: pyproject's version.
+    assert image["Labels"]["org.opencontainers.image.version"] == version()
+
+
+def test_version_and_probe_in_the_image(podman: Podman) -> None:
+    # No ROLE and no data folder needed (the image's default ROLE is all; nothing is mounted).
+    shown = podman("run", "--rm", "--read-only", "--cap-drop", "ALL", podman.image, "--version")
+    assert shown.stdout == f"synergychat {version()}\n"
+    # The compose healthchecks' command exists in the image and says unhealthy when nothing answers.
+    probe = [
+        "--entrypoint",
+        "python3",
+        podman.image,
+        "-m",
+        "synergychat",
+        "probe",
+        "http://127.0.0.1:8080/readyz",
+    ]
+    refused = podman("run", "--rm", "--read-only", *probe, check=False)
+    assert refused.returncode == 1 and "no answer" in refused.stderr
 
 
 def test_data_is_writable_by_group_0_and_nothing_is_world_writable(podman: Podman) -> None:
