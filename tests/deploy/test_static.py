@@ -410,11 +410,15 @@ def test_only_the_api_reaches_the_crawler(rendered: dict[str, list[dict[str, Any
     crawler = found.workload_of_role("crawler")
     assert found.selected(spec["podSelector"]["matchLabels"]) == [crawler]
     assert spec["policyTypes"] == ["Ingress"]
-    (rule,) = spec["ingress"]
+    rule, metrics_rule = spec["ingress"]
     (source,) = rule["from"]
     assert [w.role for w in found.selected(source["podSelector"]["matchLabels"])] == ["api"]
-    for port in rule["ports"]:
+    for port in rule["ports"] + metrics_rule["ports"]:
         crawler.container_port(port["port"])
+    # Prometheus scrapes it from its namespace: a namespace, none of our pods
+    # (test_network_policy.py follows both rules the way Kubernetes does).
+    (scraper,) = metrics_rule["from"]
+    assert set(scraper) == {"namespaceSelector"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
