@@ -17,7 +17,9 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 
 
 def fail(message: str, status: int = 2) -> NoReturn:
-    print(f"synergychat: {message}", file=sys.stderr)
+    from .logs import fatal_line
+
+    print(fatal_line(message), file=sys.stderr)
     raise SystemExit(status)
 
 
@@ -28,9 +30,10 @@ def run_role(argv: list[str]) -> None:
     from pydantic import ValidationError
 
     from .data_ownership import data_paths, prepare_data_paths
+    from .logs import setup_logging
     from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
     from .server import serve
-    from .settings import ServerSettings, StartupError, masked_database_url
+    from .settings import LogSettings, ServerSettings, StartupError, masked_database_url
     from .version import version
 
     parser = argparse.ArgumentParser(prog="python -m synergychat", description=__doc__)
@@ -44,8 +47,8 @@ def run_role(argv: list[str]) -> None:
         fail(f"unknown role {name!r} ({source}): choose one of {', '.join(choices)}")
     role = Role(name)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        log_settings = LogSettings()
         settings = load_settings(role)
         server_settings = ServerSettings()
     except ValidationError as error:
@@ -55,6 +58,7 @@ def run_role(argv: list[str]) -> None:
         if value is not None and variable.endswith("DATABASE_URL"):
             value = masked_database_url(value)  # it may hold a password
         fail(f"invalid setting {variable}{f'={value!r}' if value is not None else ''}: {first['msg']}")
+    setup_logging(log_settings, role.value)
     port = listen_port(role, settings)
     logging.getLogger("synergychat").info("starting role %s on port %d", role.value, port)
     try:

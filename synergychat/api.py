@@ -17,6 +17,7 @@ from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
+from .metrics import API_METRICS, ApiMetrics
 from .readiness import Checks, readiness_response
 from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
 from .settings import ApiSettings, StartupError, masked_database_url
@@ -207,13 +208,21 @@ async def check_crawler(crawler: CrawlerClient) -> dict[str, object]:
     return {**result, "ok": True, "state": "ok", "detail": "reachable"}
 
 
-def create_api_app(settings: ApiSettings, crawler: CrawlerClient) -> web.Application:
-    """Build the api app; its database and client session open in ``cleanup_ctx``."""
+def create_api_app(
+    settings: ApiSettings, crawler: CrawlerClient, metrics: ApiMetrics | None = None
+) -> web.Application:
+    """Build the api app; its database and client session open in ``cleanup_ctx``.
+
+    ``metrics``: the process's (``roles.build_app``); built alone, the app counts into its own.
+    """
     cors = CorsPolicy(settings.api_cors_origins)
     app = web.Application(middlewares=[json_errors(message_store_errors), cors.middleware])
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
-    app[keys.MESSAGE_HUB] = MessageHub()
+    app[keys.MESSAGE_HUB] = hub = MessageHub()
+    app[API_METRICS] = metrics = metrics or ApiMetrics()
+    # Read when scraped: nothing to update as streams come and go.
+    metrics.stream_clients.set_function(hub.__len__)
     app.on_response_prepare.append(cors.on_response_prepare)
     app.on_response_prepare.append(plain_errors_as_json)
     app.cleanup_ctx.append(message_store_ctx)
@@ -264,6 +273,8 @@ async def message_store_ctx(app: web.Application) -> AsyncIterator[None]:
     store, where = await open_message_store(app[keys.API_SETTINGS])
     hub = app[keys.MESSAGE_HUB]
     store.add_listener(hub.publish)
+    stored = app[API_METRICS].messages_stored
+    store.add_listener(lambda batch: stored.inc(len(batch)))
     await hub.start()
     app[keys.MESSAGE_STORE] = store
     log.info("message store ready at %s", where)

@@ -24,6 +24,7 @@ from yarl import URL
 
 from .catalogue import CatalogueBook, TextSource, first_page_url
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
+from .metrics import CrawlerMetrics
 from .settings import CrawlerSettings
 from .storage import CountedBook, CountStore, utc_now_iso
 
@@ -56,8 +57,10 @@ class Crawl:
         try_later_seconds: float,
         max_book_bytes: int,
         sleep: Callable[[float], Awaitable[object]],
+        metrics: CrawlerMetrics,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.keywords: tuple[str, ...] = tuple(settings.crawler_keywords)
         self._rescan_after = rescan_after_seconds
         self._page_retry = page_retry_seconds
@@ -83,6 +86,8 @@ class Crawl:
     def observe_catalogue(self, fault: str | None) -> None:
         """After every request to the catalogue: did it answer (None), or what went wrong."""
         reachable = fault is None
+        if not reachable:
+            self.metrics.catalogue_errors.inc()
         if self.catalogue["reachable"] is not reachable:
             self.catalogue["since"] = utc_now_iso()
             if not reachable:
@@ -127,6 +132,9 @@ class Crawl:
         elif position.next_page_url is not None:
             log.info("resuming pass %d at %s", position.pass_number, position.next_page_url)
 
+        if position.last_success_at is not None:
+            # Kept in the store: the gauge says the truth from the first scrape after a restart.
+            self.metrics.last_success.set(datetime.fromisoformat(position.last_success_at).timestamp())
         await self._recount_stale(store, gutendex, position.pass_number)
 
         # The pages read in this pass: a ``next`` back to one of them is a loop, which
@@ -218,6 +226,7 @@ class Crawl:
         if entry.text is None:
             log.info("book %d (%s) has no plain text: skipped", entry.id, entry.title)
             await store.save_skip(entry.id, entry.title, "no plain text", pass_number)
+            self.metrics.books_skipped.inc()
             return
         book = CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
         await self._count(store, gutendex, book, pass_number)
@@ -240,10 +249,13 @@ class Crawl:
                 self._try_later.pop(book.id, None)
             log.warning("%s", message)
             await store.save_skip(book.id, book.title, str(exc), pass_number)
+            self.metrics.books_skipped.inc()
             await store.record_error(message)
         else:
             self._try_later.pop(book.id, None)
             await store.save_counts(book, self.keywords, counts, pass_number)
+            self.metrics.books_counted.inc()
+            self.metrics.last_success.set(time.time())
             log.info(
                 "book %d (%s) counted: %s",
                 book.id,

@@ -31,6 +31,7 @@ from .gutendex import (
     Timeouts,
 )
 from .http_errors import ClientError, json_errors, plain_errors_as_json
+from .metrics import CrawlerMetrics
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .stats import KeywordCount, KeywordTotals
@@ -71,6 +72,7 @@ class Crawler:
         try_later_seconds: float = TRY_LATER_SECONDS,
         max_book_bytes: int = MAX_BOOK_BYTES,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        metrics: CrawlerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.keywords: tuple[str, ...] = tuple(settings.crawler_keywords)
@@ -89,6 +91,8 @@ class Crawler:
             try_later_seconds=try_later_seconds,
             max_book_bytes=max_book_bytes,
             sleep=sleep,
+            # The process's (roles.build_app); a crawler built alone counts into its own.
+            metrics=metrics or CrawlerMetrics(),
         )
         self._store: CountStore | None = None
         self._task: asyncio.Task[None] | None = None

@@ -18,6 +18,7 @@ from aiohttp import web
 from . import keys
 from .api import api_readiness, create_api_app
 from .crawler import Crawler, create_crawler_app
+from .metrics import PROCESS_METRICS, ProcessMetrics
 from .settings import ApiSettings, CrawlerSettings, WebSettings
 from .transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
 from .web import create_web_app
@@ -113,8 +114,12 @@ def listen_port(role: Role, settings: RoleSettings) -> int:
 def build_app(role: Role, settings: RoleSettings) -> web.Application:
     """Compose the role's app from the parts' factories. Does no I/O."""
     parts = ROLE_PARTS[role]
-    crawler = Crawler(settings.crawler) if settings.crawler is not None else None
+    # One registry for the process, whatever it runs; each part adds its own metrics to it.
+    metrics = ProcessMetrics(role.value, api=Part.API in parts, crawler=Part.CRAWLER in parts)
+    crawler = Crawler(settings.crawler, metrics=metrics.crawler) if settings.crawler is not None else None
     crawler_app = create_crawler_app(settings.crawler, crawler) if settings.crawler is not None else None
+    if crawler_app is not None:
+        metrics.name_routes(crawler_app, Part.CRAWLER.value)
 
     api_app = None
     if settings.api is not None:
@@ -129,19 +134,30 @@ def build_app(role: Role, settings: RoleSettings) -> web.Application:
             client = HttpCrawlerClient(settings.api.crawler_base_url, settings.api.crawler_timeout_seconds)
         else:
             client = NoCrawlerClient()
-        api_app = create_api_app(settings.api, client)
+        api_app = create_api_app(settings.api, client, metrics.api)
+        metrics.name_routes(api_app, Part.API.value)
 
     if settings.web is None:
         # A single-part role: that part's app is the whole server.
         app = api_app or crawler_app
         assert app is not None
-        return app
+        return with_metrics(app, metrics, role.value)
 
     root = create_web_app(settings.web)
+    # Named before the parts are mounted: their routes keep their own paths (/messages, not
+    # /api/messages), so a dashboard reads the same whether the api runs alone or under `all`.
+    metrics.name_routes(root, Part.WEB.value)
     if api_app is not None:
         root.add_subapp("/api/", api_app)
         # One probe for the pod: the api's readiness (its database; the crawler as information).
         root[keys.COMPOSED_READINESS] = functools.partial(api_readiness, api_app)
     if crawler_app is not None:
         root.add_subapp("/crawler/", crawler_app)
-    return root
+    # One /metrics for the process, at its root: not again at /api/metrics or /crawler/metrics.
+    return with_metrics(root, metrics, Part.WEB.value)
+
+
+def with_metrics(app: web.Application, metrics: ProcessMetrics, role: str) -> web.Application:
+    app[PROCESS_METRICS] = metrics
+    metrics.serve_on(app, role)
+    return app

@@ -10,7 +10,10 @@ here, each done the way nginx does it:
   every few seconds, not once each;
 - a request that isn't HTTP (a 9,000-byte request line, broken headers) is a JSON
   400, logged at DEBUG without a traceback: it is the client's doing;
-- an access log that skips health probes and costs one ``logger.info`` call;
+- each request observed once, when its response is done: into the request-duration
+  histogram (``metrics.py``) and as one access line (probes and scrapes at DEBUG);
+- a request id for each request (the client's ``X-Request-ID`` if acceptable), in
+  every log line written for it and in the response's ``X-Request-ID``;
 - a ``Server`` header that names no versions.
 """
 
@@ -21,12 +24,16 @@ import logging
 import resource
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+
+from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_for
+from .metrics import PROCESS_METRICS, ProcessMetrics
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("synergychat.access")
@@ -46,8 +53,9 @@ REFUSAL_LOG_SECONDS = 10.0
 # On shutdown: how long a keep-alive connection may still bring a request (answered,
 # with "Connection: close") before the idle ones are closed.
 IDLE_GRACE_SECONDS = 0.5
-# Every role's probes, at the root or under a part's prefix (/api/readyz under `all`).
-PROBE_SUFFIXES = ("/healthz", "/readyz")
+# Every role's probes and the metrics scrape, at the root or under a part's prefix
+# (/api/readyz under `all`): every few seconds, forever, so logged at DEBUG only.
+QUIET_SUFFIXES = ("/healthz", "/readyz", "/metrics")
 # A request marked so is logged at DEBUG: refusals at a limit are counted and reported
 # in one line now and then, not one line each.
 QUIET_ACCESS = web.RequestKey("quiet_access", bool)
@@ -132,10 +140,19 @@ def report_accept_failures(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class ProbeQuietAccessLogger(AbstractAccessLogger):
-    """One line a request, at INFO; health probes (every few seconds, forever) at DEBUG."""
+    """Each request, once its response is done: into the request-duration histogram, and
+    one access line at INFO (health probes and metrics scrapes at DEBUG).
+
+    aiohttp calls this for every request anyway, with the response and the duration:
+    observing here costs no middleware and no second timer.
+    """
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        quiet = request.path.endswith(PROBE_SUFFIXES) or request.get(QUIET_ACCESS, False)
+        server = request.protocol._manager
+        if isinstance(server, CappedServer) and server.metrics is not None:
+            server.metrics.observe(request, response.status, time)
+        path = request.path
+        quiet = path.endswith(QUIET_SUFFIXES) or request.get(QUIET_ACCESS, False)
         level = logging.DEBUG if quiet else logging.INFO
         if self.logger.isEnabledFor(level):
             self.logger.log(
@@ -146,11 +163,20 @@ class ProbeQuietAccessLogger(AbstractAccessLogger):
                 request.path_qs,
                 response.status,
                 time * 1000,
+                # The same, as fields of a JSON line (LOG_FORMAT=json); the text line ignores them.
+                extra={
+                    "method": request.method,
+                    "path": path,
+                    "status": response.status,
+                    "duration": round(time, 6),
+                    "remote": request.remote,
+                },
             )
 
     @property
     def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+        # Always: the histogram counts every request, whether or not its line is written.
+        return True
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -209,9 +235,12 @@ class CappedServer(web.Server):
     the connections still idle closed.
     """
 
-    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_connections: int, metrics: ProcessMetrics | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
+        self.metrics = metrics
         self.shutting_down = False
         self._refused = CountedWarning(
             log, "%d new connection(s) refused at the connection limit (MAX_CONNECTIONS=%d)"
@@ -259,7 +288,13 @@ class ChatAppRunner(web.AppRunner):
     """An AppRunner whose server is the capped, guarded one above."""
 
     def __init__(
-        self, app: web.Application, *, max_connections: int, shutdown_timeout: float, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        max_connections: int,
+        shutdown_timeout: float,
+        metrics: ProcessMetrics | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             app,
@@ -270,23 +305,38 @@ class ChatAppRunner(web.AppRunner):
             **kwargs,
         )
         self._max_connections = max_connections
+        self._metrics = metrics
         self._handler_kwargs = kwargs
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as AppRunner does
         return CappedServer(
-            plain.request_handler,
+            with_request_id(plain.request_handler),
             request_factory=plain.request_factory,
             loop=asyncio.get_running_loop(),
             max_connections=self._max_connections,
+            metrics=self._metrics,
             access_log_class=ProbeQuietAccessLogger,
             access_log=access_log,
             **self._handler_kwargs,
         )
 
 
+def with_request_id(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
+    """``handler``, run with the request's id set: the access line, every line logged for the
+    request and the api's calls to the crawler all run in this task and see it."""
+
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        REQUEST_ID.set(request_id_for(request.headers.get(REQUEST_ID_HEADER)))
+        return await handler(request)
+
+    return handle
+
+
 async def _prepare_response(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER_NAME
+    if (request_id := REQUEST_ID.get()) is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
     server = request.protocol._manager
     if isinstance(server, CappedServer) and server.shutting_down:
         # The client must be told, or it sends its next request into a closing socket.
@@ -304,7 +354,9 @@ async def serve(
     app[MAX_STREAMS] = stream_cap(cap)
     if not access_log_on:
         access_log.setLevel(logging.WARNING)
-    runner = ChatAppRunner(app, max_connections=cap, shutdown_timeout=shutdown_timeout)
+    runner = ChatAppRunner(
+        app, max_connections=cap, shutdown_timeout=shutdown_timeout, metrics=app.get(PROCESS_METRICS)
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,7 +8,7 @@ name upper-cased, so error messages can name the variable exactly.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +80,26 @@ class ServerSettings(_Settings):
     max_connections: int = Field(default=10_000, ge=16)
     # One INFO line per request (health probes only at DEBUG); off saves ~15 % of a small request.
     access_log: bool = True
+
+
+class LogSettings(_Settings):
+    """How every role logs (to stderr)."""
+
+    # text: one line a record, as always; json: one JSON object a line, for log collectors.
+    log_format: Literal["text", "json"] = "text"
+    # Health probes and metrics scrapes are logged at DEBUG, every other request at INFO.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # In any case: LOG_FORMAT=JSON and LOG_LEVEL=debug are what people type.
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 class WebSettings(_Settings):

@@ -14,6 +14,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from yarl import URL
 
+from .logs import REQUEST_ID, REQUEST_ID_HEADER
 from .stats import KeywordCount, KeywordTotals, totals_from_counts
 
 T = TypeVar("T")
@@ -164,7 +165,10 @@ class HttpCrawlerClient:
             raise CrawlerUnavailable("the crawler client is not started")
         url = self._base.join(URL(path))
         try:
-            async with self._session.get(url, params=params) as response:
+            # The request this call serves: the crawler's log lines for it carry the same id.
+            request_id = REQUEST_ID.get()
+            headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
+            async with self._session.get(url, params=params, headers=headers) as response:
                 if response.status == 404:
                     raise CrawlerEndpointMissing(f"the crawler has no {path} (HTTP 404)")
                 if response.status == 400:

@@ -3,7 +3,9 @@
 No cluster runs here, so the routes are applied by this small reverse proxy:
 hostname match, then the longest PathPrefix, then ``URLRewrite``
 ``ReplacePrefixMatch``, to a Service's port, which the test maps to the
-address where that Service's pod listens. It streams responses, so the push
+address where that Service's pod listens. A rule with no backend is answered
+by the gateway itself with a 500, as the Gateway API requires (our routes keep
+/metrics from the internet that way). It streams responses, so the push
 channel works through it as through Envoy or Google's load balancer.
 """
 
@@ -26,7 +28,7 @@ class Rule:
     hostnames: tuple[str, ...]  # empty: any host
     prefix: str
     rewrite_prefix: str | None
-    service: str
+    service: str | None  # None: a rule with no backend
     port: int
 
 
@@ -54,7 +56,8 @@ def rules_from(routes: Iterable[Mapping[str, Any]]) -> list[Rule]:
                     path = filter_["urlRewrite"]["path"]
                     assert path["type"] == "ReplacePrefixMatch", path
                     rewrite = path["replacePrefixMatch"]
-            (backend,) = rule["backendRefs"]  # one backend per rule in our manifests
+            # One backend per rule in our manifests, or none at all.
+            (backend,) = rule.get("backendRefs") or [{"name": None, "port": 0}]
             for match in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:
                 assert match["path"]["type"] == "PathPrefix", match
                 rules.append(
@@ -95,6 +98,8 @@ async def serve_gateway(rules: list[Rule], backends: Mapping[tuple[str, int], st
         if found is None:
             return web.Response(status=404, text=f"no route for {host}{request.path}")
         rule, path = found
+        if rule.service is None:
+            return web.Response(status=500, text=f"no backend for {host}{request.path}")
         target = URL(backends[(rule.service, rule.port)]).with_path(path).with_query(request.query_string)
         return await relay(request, session, target, {"Host": request.host})
 

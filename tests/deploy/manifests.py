@@ -122,5 +122,5 @@ class Manifests:
     def backend_refs(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         for route in self.of_kind("HTTPRoute"):
             for rule in route["spec"]["rules"]:
-                for ref in rule["backendRefs"]:
+                for ref in rule.get("backendRefs", ()):
                     yield route, ref

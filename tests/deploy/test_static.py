@@ -195,7 +195,9 @@ def test_minikube_routes_by_host_name(rendered: dict[str, list[dict[str, Any]]])
     for http_route in found.of_kind("HTTPRoute"):
         for host in http_route["spec"]["hostnames"]:
             for _, ref in [
-                (http_route, ref) for rule in http_route["spec"]["rules"] for ref in rule["backendRefs"]
+                (http_route, ref)
+                for rule in http_route["spec"]["rules"]
+                for ref in rule.get("backendRefs", ())
             ]:
                 hosts[host] = found.service_backend(ref["name"], ref["port"])[0].role
     assert hosts == {"synergychat.internal": "web", "synergychatapi.internal": "api"}

@@ -1,0 +1,114 @@
+"""Log settings, the JSON line format, and which request ids are taken from outside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from synergychat.logs import REQUEST_ID, RequestIdFilter, fatal_line, json_formatter, request_id_for
+from synergychat.settings import LogSettings
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "0b4f0d9e-54a8-4c53-9e0c-5d1b7c0f5d2a",  # a UUID
+        "3f9a1c2b7d0e4f6a8b1c2d3e4f5a6b7c",  # nginx's $request_id
+        "trace-4f2a.9:1",
+        "x" * 128,  # the longest kept
+    ],
+)
+def test_plain_request_ids_are_kept(header: str) -> None:
+    assert request_id_for(header) == header
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,  # none sent
+        "",
+        "x" * 129,  # too long to be an id: a flood of log bytes
+        "a b",
+        "abc\nlevel=ERROR forged",  # a forged log line
+        '"}{"level":"ERROR"',  # a forged JSON field
+        "-starts-with-a-dash",
+        "ünïcode",
+    ],
+)
+def test_other_request_ids_are_replaced_by_a_new_one(header: str | None) -> None:
+    made = request_id_for(header)
+    assert made != header and request_id_for(made) == made
+    assert request_id_for(header) != made, "every request gets an id of its own"
+
+
+def test_log_settings_default_to_text_at_info_and_take_any_case() -> None:
+    assert (LogSettings().log_format, LogSettings().log_level) == ("text", "INFO")
+    assert LogSettings(log_format=" JSON ", log_level="debug").model_dump() == {
+        "log_format": "json",
+        "log_level": "DEBUG",
+    }
+    for bad in ({"log_format": "xml"}, {"log_level": "loud"}):
+        with pytest.raises(ValidationError):
+            LogSettings(**bad)
+
+
+def record(message: str, *args: object, **kwargs: object) -> logging.LogRecord:
+    logger = logging.getLogger("synergychat.test")
+    return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, args, None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_json_line_has_the_fields_and_the_request_id() -> None:
+    formatter = json_formatter("api")
+    line = record("%d streams", 3)
+    token = REQUEST_ID.set("req-1")
+    try:
+        assert RequestIdFilter().filter(line)
+    finally:
+        REQUEST_ID.reset(token)
+    parsed = json.loads(formatter.format(line))
+    assert parsed["level"] == "WARNING" and parsed["logger"] == "synergychat.test"
+    assert parsed["message"] == "3 streams" and parsed["role"] == "api" and parsed["request_id"] == "req-1"
+    assert parsed["time"].endswith("Z") and parsed["time"][:2] == "20"
+
+
+def test_an_access_line_and_an_exception_stay_one_line() -> None:
+    formatter = json_formatter("crawler")
+    try:
+        raise RuntimeError("broken\nacross lines")
+    except RuntimeError:
+        exc_info = sys.exc_info()
+    line = record(
+        'a "%s" line',
+        "GET /x\n",
+        extra={"method": "GET", "path": "/x", "status": 500, "duration": 0.0123},
+    )
+    line.exc_info = exc_info
+    text = formatter.format(line)
+    assert "\n" not in text
+    parsed = json.loads(text)
+    assert (parsed["method"], parsed["path"], parsed["status"], parsed["duration"]) == (
+        "GET",
+        "/x",
+        500,
+        0.0123,
+    )
+    assert "Traceback" in parsed["exception"] and "RuntimeError: broken\nacross lines" in parsed["exception"]
+    # Outside a request nothing sets an id, and none is made up.
+    assert RequestIdFilter().filter(line) and "request_id" not in json.loads(formatter.format(line))
+
+
+def test_the_last_words_of_a_process_are_plain_in_text_and_json_in_json() -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(json_formatter("web"))
+    assert fatal_line("WEB_PORT=1: in use") == "synergychat: WEB_PORT=1: in use"
+    root.addHandler(handler)
+    try:
+        parsed = json.loads(fatal_line("WEB_PORT=1: in use"))
+    finally:
+        root.removeHandler(handler)
+    assert (parsed["level"], parsed["message"], parsed["role"]) == ("CRITICAL", "WEB_PORT=1: in use", "web")
