@@ -1,7 +1,7 @@
 """What a bad answer usually means, as one sentence naming the setting to change.
 
 Only the sentences several hops share live here; a hop's own sentence stays
-next to the check that makes it (checks.py).
+next to the check that makes it (page_hops.py, api_hops.py, call_hops.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from typing import TextIO
 
 from yarl import URL
 
-from .checks import Check, Report, Status, diagnose
+from .checks import diagnose
+from .walk import Check, Report, Status
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MARKS = {Status.OK: "✔", Status.WARN: "!", Status.FAIL: "✘", Status.SKIP: "-"}

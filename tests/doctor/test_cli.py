@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from synergychat.doctor.checks import HOPS, Check, Report, Status
 from synergychat.doctor.cli import render_text
+from synergychat.doctor.walk import HOPS, Check, Report, Status
 from tests.doctor.conftest import DoctorRunner
 from tests.support.processes import free_port
 
