@@ -17,6 +17,7 @@ from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
+from .public_progress import CrawlProgressEndpoint
 from .metrics import API_METRICS, ApiMetrics
 from .readiness import Checks, readiness_response
 from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
@@ -237,6 +238,9 @@ def create_api_app(
     app.router.add_post("/messages", handlers.post_message)
     # HEAD would send the stream's first events after the headers; streams are GET only.
     app.router.add_get("/messages/stream", handlers.stream, allow_head=False)
+    # Public: only the crawl's state and counts (the crawler's /status is the operator's).
+    progress = CrawlProgressEndpoint(crawler, settings.crawler_timeout_seconds)
+    app.router.add_get("/crawl/progress", progress.handle)
     return app
 
 

@@ -8,13 +8,14 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from .commands import STATS_HELP, CommandError, StatsQuery
+from .stats import KeywordTotals
 from .transport import (
     CatalogueStatus,
     CrawlerClient,
     CrawlerNotConfigured,
     CrawlerRefused,
+    CrawlerStatus,
     CrawlerUnavailable,
-    KeywordTotals,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def describe_totals(
 def _since(moment: str | None) -> str:
     """ " since 21:30 UTC" (or with the date, if not today); nothing if unknown or unreadable."""
     try:
-        when = datetime.fromisoformat((moment or "").replace("Z", "+00:00")).astimezone(UTC)
+        when = datetime.fromisoformat(moment or "").astimezone(UTC)
     except ValueError:
         return ""
     if when.date() == datetime.now(UTC).date():
@@ -89,15 +90,17 @@ async def answer_stats(crawler: CrawlerClient, query: StatsQuery | CommandError,
         return UNAVAILABLE_REPLY
     if isinstance(totals, BaseException):
         raise totals
-    if isinstance(status, (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError)):
-        status = None  # the original crawler has no /status; the counts alone still answer
-    elif isinstance(status, BaseException):
+    if isinstance(status, BaseException) and not isinstance(
+        status, (CrawlerNotConfigured, CrawlerUnavailable, asyncio.TimeoutError)
+    ):
         raise status
+    # None: the original crawler has no /status; the counts alone still answer.
+    known = status if isinstance(status, CrawlerStatus) else None
     reply = describe_totals(
-        totals, status.books_counted if status else None, status.catalogue if status else None
+        totals, known.books_counted if known else None, known.catalogue if known else None
     )
-    if status is not None:
-        tracked = set(getattr(status, "keywords", None) or ())
+    if known is not None:
+        tracked = set(getattr(known, "keywords", None) or ())
         unknown = [keyword for keyword in query.keywords if tracked and keyword not in tracked]
         if unknown:
             reply += f" I don't count {', '.join(unknown)}; I count {', '.join(sorted(tracked))}."

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from yarl import URL
 
 from .catalogue import CatalogueBook, TextSource, first_page_url
+from .crawl_progress import Progress, RateMeter, describe_progress, quiet_seconds, rate_window_seconds
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
 from .metrics import CrawlerMetrics
 from .settings import CrawlerSettings
@@ -78,6 +79,10 @@ class Crawl:
         # Not kept over a restart: the book is then tried again in the next pass.
         self._try_later: dict[int, tuple[float, float, CountedBook]] = {}
         self._last_request_end: float | None = None
+        # How fast books get done (counted or skipped), measured as the crawl goes; and the
+        # catalogue's size as last written to the store (written again only when it changes).
+        self.rate = RateMeter(rate_window_seconds(settings.crawler_delay_seconds))
+        self._books_total: int | None = None
 
     @property
     def books_to_try_later(self) -> int:
@@ -100,6 +105,28 @@ class Crawl:
                 log.info("the catalogue answers again")
         self.catalogue.update(reachable=reachable, error=fault)
 
+    def progress(self, books_counted: int, books_skipped: int, books_total: int | None) -> Progress:
+        """``/status``'s ``progress``: what the counts cover, of the catalogue's ``count``.
+
+        Books still to recount for new keywords are not done: their counts lack a keyword.
+        """
+        delay = self.settings.crawler_delay_seconds
+        return describe_progress(
+            self.state,
+            self._books_done(books_counted, books_skipped),
+            books_total,
+            self.rate.per_minute(quiet_seconds(delay)),
+            delay,
+        )
+
+    def _books_done(self, books_counted: int, books_skipped: int) -> int:
+        return max(books_counted + books_skipped - self.to_recount, 0)
+
+    async def _measure(self, store: CountStore) -> None:
+        """After each book (and once at the start): how many are done, for the rate."""
+        totals = await store.book_totals()
+        self.rate.record(self._books_done(totals["counted"], totals["skipped"]))
+
     async def run(self, store: CountStore, gutendex: Gutendex) -> None:
         """The crawl task: walk the catalogue for good; a crash is recorded, not raised."""
         try:
@@ -110,13 +137,14 @@ class Crawl:
             # A bug or a broken database, not a network fault (those are handled below):
             # stop, say so in readiness and status, keep serving the counts we have.
             log.exception("the crawl stopped on an unexpected error")
-            self.failure = exc
-            self.state = "failed"
             self.current_book = None
             try:
                 await store.record_error(f"the crawl stopped: {exc!r}")
             except Exception:
                 log.exception("could not record the crawl's failure")
+            # After the store: /status reads the state last, so "failed" comes with its error.
+            self.failure = exc
+            self.state = "failed"
 
     async def _walk(self, store: CountStore, gutendex: Gutendex) -> None:
         source = self.settings.crawler_source_url
@@ -128,6 +156,8 @@ class Crawl:
                     "CRAWLER_SOURCE_URL changed from %s: starting at %s", position.source_url, first_page
                 )
             await store.start_pass(source, first_page, position.pass_number + 1)
+            # Another catalogue: the old one's size says nothing about it.
+            await store.record_books_total(None)
             position = await store.position()
         elif position.next_page_url is not None:
             log.info("resuming pass %d at %s", position.pass_number, position.next_page_url)
@@ -135,6 +165,7 @@ class Crawl:
         if position.last_success_at is not None:
             # Kept in the store: the gauge says the truth from the first scrape after a restart.
             self.metrics.last_success.set(datetime.fromisoformat(position.last_success_at).timestamp())
+        self._books_total = position.books_total
         await self._recount_stale(store, gutendex, position.pass_number)
 
         # The pages read in this pass: a ``next`` back to one of them is a loop, which
@@ -187,6 +218,9 @@ class Crawl:
                 await self._sleep(self._page_retry)
                 continue
             read_this_pass.add(_page_key(page_url))
+            if page.count is not None and page.count != self._books_total:
+                await store.record_books_total(page.count)
+                self._books_total = page.count
             for book in page.books:
                 await self._take(store, gutendex, book, position.pass_number)
                 await self._try_again_due(store, gutendex, position.pass_number)
@@ -206,17 +240,20 @@ class Crawl:
     async def _recount_stale(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
         """Books counted with other keywords: count them again for the current ones, first."""
         stale = await store.stale_books(self.keywords)
+        self.to_recount = len(stale)
+        # Where the rate is measured from (after to_recount is known: it lowers books done).
+        await self._measure(store)
         if not stale:
             return
         log.info(
             "CRAWLER_KEYWORDS changed: counting %d books again for %s", len(stale), ",".join(self.keywords)
         )
         self.state = "recounting"
-        self.to_recount = len(stale)
         for book in stale:
             if book.text_url is not None:
                 await self._count(store, gutendex, book, pass_number)
             self.to_recount -= 1
+            await self._measure(store)
 
     async def _take(
         self, store: CountStore, gutendex: Gutendex, entry: CatalogueBook, pass_number: int
@@ -227,9 +264,10 @@ class Crawl:
             log.info("book %d (%s) has no plain text: skipped", entry.id, entry.title)
             await store.save_skip(entry.id, entry.title, "no plain text", pass_number)
             self.metrics.books_skipped.inc()
-            return
-        book = CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
-        await self._count(store, gutendex, book, pass_number)
+        else:
+            book = CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
+            await self._count(store, gutendex, book, pass_number)
+        await self._measure(store)
 
     async def _count(
         self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int
@@ -295,7 +333,7 @@ class Crawl:
     def _seconds_until_rescan(self, pass_finished_at: str | None) -> float:
         if pass_finished_at is None:
             return self._rescan_after
-        finished = datetime.fromisoformat(pass_finished_at.replace("Z", "+00:00"))
+        finished = datetime.fromisoformat(pass_finished_at)
         elapsed = (datetime.now(finished.tzinfo) - finished).total_seconds()
         # A restart during the wait waits only what is left of it.
         return min(max(self._rescan_after - elapsed, 0.0), self._rescan_after)

@@ -214,6 +214,7 @@ class Crawler:
             "delay_seconds": self.settings.crawler_delay_seconds,
             "catalogue": dict(self._crawl.catalogue),
             "books_to_try_later": self._crawl.books_to_try_later,
+            "progress": self._crawl.progress(0, 0, None),
         }
         if self._store is None:
             return status
@@ -234,6 +235,7 @@ class Crawler:
         status["pass"] = position.pass_number
         status["catalogue"] = dict(self._crawl.catalogue)
         status["books_to_try_later"] = self._crawl.books_to_try_later
+        status["progress"] = self._crawl.progress(totals["counted"], totals["skipped"], position.books_total)
         if position.last_error_at is not None:
             status["last_error"] = {"at": position.last_error_at, "message": position.last_error_message}
         return status

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from yarl import URL
 
 from .logs import REQUEST_ID, REQUEST_ID_HEADER
@@ -34,6 +34,23 @@ class CatalogueStatus(BaseModel):
     error: str | None = None
 
 
+class ProgressCounts(BaseModel):
+    """How far the crawl is through its catalogue: ``/status``'s ``progress`` (docs/CRAWLER.md)."""
+
+    books_done: int = Field(ge=0)
+    books_total: int | None = Field(ge=0)
+    percent: float | None = Field(ge=0, le=100)
+    books_per_minute: float | None = Field(ge=0)
+    eta_seconds: float | None = Field(ge=0)
+
+
+class CrawlProgress(ProgressCounts):
+    """What the api's public ``GET /crawl/progress`` answers: the counts and the crawl's state,
+    nothing else (no catalogue address, no error text: those are the operator's)."""
+
+    state: str
+
+
 class CrawlerStatus(BaseModel):
     """Progress as the crawler's ``GET /status`` reports it (extra fields pass through)."""
 
@@ -44,6 +61,15 @@ class CrawlerStatus(BaseModel):
     pages_done: int
     # Absent from crawlers older than this field: nothing is known about the catalogue.
     catalogue: CatalogueStatus | None = None
+    # Absent from crawlers older than this field (and from the original, which has no /status).
+    progress: ProgressCounts | None = None
+
+
+def crawl_progress(status: CrawlerStatus) -> CrawlProgress:
+    """The public progress out of a status; CrawlerUnavailable if the crawler reports none."""
+    if status.progress is None:
+        raise CrawlerUnavailable("the crawler does not report its progress")
+    return CrawlProgress(state=status.state, **status.progress.model_dump())
 
 
 _COUNTS = TypeAdapter(list[KeywordCount])
@@ -90,6 +116,9 @@ class CrawlerClient(Protocol):
 
     async def status(self) -> CrawlerStatus: ...
 
+    async def progress(self) -> CrawlProgress:
+        """How far the crawl is (``crawl_progress`` of the status), for everyone to see."""
+
 
 class NoCrawlerClient:
     location = None
@@ -104,6 +133,9 @@ class NoCrawlerClient:
         raise CrawlerNotConfigured
 
     async def status(self) -> CrawlerStatus:
+        raise CrawlerNotConfigured
+
+    async def progress(self) -> CrawlProgress:
         raise CrawlerNotConfigured
 
 
@@ -130,6 +162,9 @@ class InProcessCrawlerClient:
             return CrawlerStatus.model_validate(status)
         except ValidationError as exc:
             raise CrawlerUnavailable("the crawler's status was not understood") from exc
+
+    async def progress(self) -> CrawlProgress:
+        return crawl_progress(await self.status())
 
 
 async def _as_unavailable(call: Awaitable[T], what: str) -> T:
@@ -209,3 +244,6 @@ class HttpCrawlerClient:
             return CrawlerStatus.model_validate(body)
         except ValidationError as exc:
             raise CrawlerUnavailable("the crawler's status was not understood") from exc
+
+    async def progress(self) -> CrawlProgress:
+        return crawl_progress(await self.status())
