@@ -19,6 +19,7 @@ from . import keys
 from .api import api_readiness, create_api_app
 from .crawler import Crawler, create_crawler_app
 from .metrics import PROCESS_METRICS, ProcessMetrics
+from .readiness import Readiness
 from .settings import ApiSettings, CrawlerSettings, WebSettings
 from .transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
 from .web import create_web_app
@@ -150,7 +151,8 @@ def build_app(role: Role, settings: RoleSettings) -> web.Application:
     if api_app is not None:
         root.add_subapp("/api/", api_app)
         # One probe for the pod: the api's readiness (its database; the crawler as information).
-        root[keys.COMPOSED_READINESS] = functools.partial(api_readiness, api_app)
+        readiness: Readiness = functools.partial(api_readiness, api_app)
+        root[keys.COMPOSED_READINESS] = readiness
     if crawler_app is not None:
         root.add_subapp("/crawler/", crawler_app)
     # One /metrics for the process, at its root: not again at /api/metrics or /crawler/metrics.

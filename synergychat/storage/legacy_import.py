@@ -54,7 +54,7 @@ async def import_original_messages(path: str | Path | None) -> Path | None:
         return None
     path = Path(path)
     try:
-        file = path.open("rb")
+        file = await asyncio.to_thread(path.open, "rb")
     except (FileNotFoundError, IsADirectoryError):
         return None  # opening it as SQLite says what is wrong with a folder
     with file:
