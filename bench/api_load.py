@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -265,8 +266,8 @@ def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int
         clients.wait(30)
         time.sleep(4)  # the api lets go of closed streams within a second or two
         after = rss_mb(api.pid)
-    missing = sum(1 for delay in delays if delay != delay)
-    delays = [delay for delay in delays if delay == delay]
+    missing = sum(1 for delay in delays if math.isnan(delay))
+    delays = [delay for delay in delays if not math.isnan(delay)]
     return (
         f"{streams:>6} streams: delivery p50 {percentile(delays, 0.5):6.1f} ms  p99 {percentile(delays, 0.99):6.1f} ms"
         f"  (missed {missing})  POST p50 {percentile(post_ms, 0.5):5.1f} ms  p99 {percentile(post_ms, 0.99):5.1f} ms"

@@ -217,7 +217,11 @@ def grep_counts(path: Path, keywords: tuple[str, ...], locale: str) -> dict[str,
     counts = {}
     for keyword in keywords:
         done = subprocess.run(
-            ["grep", "-c", "-i", "-F", "-e", keyword, str(path)], capture_output=True, text=True, env=env
+            ["grep", "-c", "-i", "-F", "-e", keyword, str(path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         if done.returncode not in (0, 1):  # 1 means no line matched
             raise RuntimeError(f"grep failed: {done.stderr.strip()}")

@@ -89,14 +89,15 @@ class Crawler:
             CRAWLER_KEYWORDS=",".join(KEYWORDS),
             PYTHONUNBUFFERED="1",
         )
-        self.log = open(folder / "crawler.log", "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "synergychat", "--role", "crawler"],
-            cwd=checkout,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        # The crawler writes to its own copy of the file descriptor; ours closes at once.
+        with open(folder / "crawler.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "synergychat", "--role", "crawler"],
+                cwd=checkout,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -120,7 +121,6 @@ class Crawler:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.log.close()
 
 
 async def curl(url: str, max_seconds: float = 300) -> tuple[int, int, float]:
@@ -169,12 +169,16 @@ def reset(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
 async def wait_until_no_downloads(crawler: Crawler, timeout: float = 60) -> None:
     """Until the reset clients' downloads have ended (an older crawler without the count: 2 s)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(crawler.url + "/status", timeout=10) as response:
-            downloads = json.loads(response.read()).get("stats_downloads")
+        downloads = (await asyncio.to_thread(get_json, crawler.url + "/status")).get("stats_downloads")
         if downloads is None:
             await asyncio.sleep(2)
             return

@@ -82,7 +82,7 @@ async def test_a_body_that_stops_halfway_is_a_client_disconnect(
     api_server: Served, caplog: Any, body: str, close: str
 ) -> None:
     caplog.set_level(logging.INFO)
-    reader, writer = await asyncio.open_connection(api_server.host, api_server.port)
+    _, writer = await asyncio.open_connection(api_server.host, api_server.port)
     writer.write(b"POST /messages HTTP/1.1\r\nHost: test\r\n" + HALF_BODIES[body])
     await writer.drain()
     await asyncio.sleep(0.2)  # the handler is now waiting for the rest
@@ -104,7 +104,7 @@ async def test_a_stream_dropped_after_a_stall_is_not_an_error(api_server: Served
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (api_server.host, api_server.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    _, writer = await asyncio.open_connection(sock=sock)
     writer.write(b"GET /messages/stream HTTP/1.1\r\nHost: test\r\n\r\n")
     await writer.drain()
     url = f"http://{api_server.host}:{api_server.port}/messages"

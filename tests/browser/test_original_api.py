@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
 
 import pytest
 from playwright.sync_api import expect
@@ -30,7 +31,7 @@ POLL_MS = 7000
 class OriginalApi(BaseHTTPRequestHandler):
     """The original's /messages, as its wire format and CORS answer it."""
 
-    messages: list[dict[str, str]] = []
+    messages: ClassVar[list[dict[str, str]]] = []  # the one store every request handler shares
 
     def log_message(self, format: str, *args: object) -> None:
         pass

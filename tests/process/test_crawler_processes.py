@@ -172,6 +172,7 @@ def test_a_count_folder_that_cannot_be_opened_stops_the_crawler_with_one_line(tm
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,  # the exit status is checked below
     )
     assert result.returncode == 1, result.stderr
     assert "synergychat: CRAWLER_DB_PATH=" in result.stderr and "Traceback" not in result.stderr

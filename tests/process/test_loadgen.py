@@ -311,6 +311,7 @@ def test_bad_settings_stop_with_one_line(env: dict[str, str], line: str) -> None
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,  # the exit status is checked below
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

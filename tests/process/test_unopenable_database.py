@@ -40,6 +40,7 @@ def test_a_database_path_that_is_a_folder_stops_with_one_line(
         capture_output=True,
         text=True,
         timeout=30,
+        check=False,  # the exit status is checked below
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "Event loop is closed" not in result.stderr, result.stderr

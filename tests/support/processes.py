@@ -7,9 +7,7 @@ stopped with SIGTERM (then SIGKILL) when the test ends.
 
 from __future__ import annotations
 
-import functools
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -74,10 +72,6 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None, time
             time.sleep(0.1)
 
 
-def limit_open_files(limit: int) -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-
 def role_env(env: Mapping[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
     base["PYTHONUNBUFFERED"] = "1"
@@ -104,14 +98,16 @@ def running_role(
     port_variable = {"web": "WEB_PORT", "all": "WEB_PORT", "api": "API_PORT", "crawler": "CRAWLER_PORT"}[role]
     full_env = role_env({port_variable: str(port), **(env or {})})
     log_path = tmp_path / f"{role}-{port}.log"
+    # prlimit (util-linux) sets the limit before the role starts, which reads it at once; a
+    # preexec_fn would do it in a forked copy of this threaded test process (unsafe).
+    limit = [] if open_files is None else ["prlimit", f"--nofile={open_files}:{open_files}", "--"]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "synergychat", "--role", role],
+            [*limit, sys.executable, "-m", "synergychat", "--role", role],
             cwd=REPO,
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=None if open_files is None else functools.partial(limit_open_files, open_files),
         )
     running = RunningRole(process, port, log_path)
     try:
