@@ -21,6 +21,18 @@ fi
 
 scripts/setup.sh --dev
 
+# Code health before the tests (a few seconds): ruff's findings, unformatted files and mypy's
+# errors each fail the run; all three report before it stops.
+lint_paths=(synergychat tests bench scripts)
+health=0
+.venv/bin/ruff check --quiet "${lint_paths[@]}" || health=1
+.venv/bin/ruff format --check --quiet "${lint_paths[@]}" || health=1
+.venv/bin/mypy || health=1
+if ((health)); then
+  echo "code health failed: fix the ruff/mypy findings above (ruff format FILES fixes formatting); no tests were run" >&2
+  exit 1
+fi
+
 # Order matters for speed only: fast in-process folders first, slow ones last.
 suites=(tests/unit tests/api tests/web tests/crawler tests/fuzz tests/process tests/doctor tests/browser tests/deploy)
 present=()
