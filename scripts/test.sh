@@ -34,7 +34,7 @@ if ((health)); then
 fi
 
 # Order matters for speed only: fast in-process folders first, slow ones last.
-suites=(tests/unit tests/api tests/web tests/crawler tests/fuzz tests/process tests/doctor tests/browser tests/deploy)
+suites=(tests/unit tests/api tests/web tests/crawler tests/fuzz tests/schema tests/process tests/doctor tests/browser tests/deploy)
 present=()
 for suite in "${suites[@]}"; do [[ -d "$suite" ]] && present+=("$suite"); done
 status=0

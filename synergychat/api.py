@@ -19,6 +19,7 @@ from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .public_progress import CrawlProgressEndpoint
 from .metrics import API_METRICS, ApiMetrics
+from .openapi import DOCUMENT_PATH, openapi_handler
 from .readiness import Checks, readiness_response
 from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
 from .settings import ApiSettings, StartupError, masked_database_url
@@ -97,7 +98,7 @@ class ApiHandlers:
             {
                 "service": "synergychat-api",
                 "status": "ok",
-                "endpoints": ["/healthz", "/readyz", "/messages", "/messages/stream"],
+                "endpoints": ["/healthz", "/readyz", "/messages", "/messages/stream", DOCUMENT_PATH],
             }
         )
 
@@ -238,6 +239,7 @@ def create_api_app(
     app.router.add_post("/messages", handlers.post_message)
     # HEAD would send the stream's first events after the headers; streams are GET only.
     app.router.add_get("/messages/stream", handlers.stream, allow_head=False)
+    app.router.add_get(DOCUMENT_PATH, openapi_handler("api"))
     # Public: only the crawl's state and counts (the crawler's /status is the operator's).
     progress = CrawlProgressEndpoint(crawler, settings.crawler_timeout_seconds)
     app.router.add_get("/crawl/progress", progress.handle)

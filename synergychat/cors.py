@@ -34,6 +34,14 @@ TRUSTED_FETCH_SITES = frozenset({"same-origin", "none"})
 log = logging.getLogger(__name__)
 
 
+def path_methods(request: web.Request) -> str | None:
+    """The methods the requested path answers (for ``Allow``), or None if no route has it."""
+    refusal = request.match_info.http_exception
+    if isinstance(refusal, web.HTTPMethodNotAllowed):
+        return ", ".join(sorted(refusal.allowed_methods | {"OPTIONS"}))
+    return None
+
+
 class CorsPolicy:
     def __init__(self, origins: Sequence[str]) -> None:
         self._any = ANY_ORIGIN in origins
@@ -84,8 +92,12 @@ class CorsPolicy:
     async def preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")
         if not origin or "Access-Control-Request-Method" not in request.headers:
-            # A plain OPTIONS: say what the api supports.
-            return web.Response(status=204, headers={"Allow": ALLOWED_METHODS})
+            # A plain OPTIONS: what this path supports (RFC 9110), not every method a preflight
+            # may allow; a path that does not exist is a 404 here as for any other method.
+            methods = path_methods(request)
+            if methods is None:
+                raise web.HTTPNotFound()
+            return web.Response(status=204, headers={"Allow": methods})
         if not self.allows(origin):
             return web.json_response(
                 {"error": f"origin {origin} is not allowed (API_CORS_ORIGINS)"}, status=403

@@ -32,6 +32,7 @@ from .gutendex import (
 )
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .metrics import CrawlerMetrics
+from .openapi import DOCUMENT_PATH, openapi_handler
 from .readiness import readiness_response
 from .settings import CrawlerSettings, StartupError, split_comma_list
 from .stats import KeywordCount, KeywordTotals
@@ -286,7 +287,7 @@ async def describe(request: web.Request) -> web.Response:
         {
             "service": "synergychat-crawler",
             "status": "ok",
-            "endpoints": ["/healthz", "/readyz", "/stats", "/stats/totals", "/status"],
+            "endpoints": ["/healthz", "/readyz", "/stats", "/stats/totals", "/status", DOCUMENT_PATH],
         }
     )
 
@@ -335,4 +336,5 @@ def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None
     app.router.add_get("/stats", stats)
     app.router.add_get("/stats/totals", stats_totals)
     app.router.add_get("/status", status)
+    app.router.add_get(DOCUMENT_PATH, openapi_handler("crawler"))
     return app

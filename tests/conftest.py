@@ -15,8 +15,9 @@ from synergychat.settings import ApiSettings
 from synergychat.stats import KeywordCount, KeywordTotals, totals_from_counts
 from synergychat.transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient
 
-# A real PostgreSQL, started once per session by the tests that ask for it (postgres_url).
-pytest_plugins = ["tests.support.postgres"]
+# A real PostgreSQL, started once per session by the tests that ask for it (postgres_url);
+# every answer of the api and the crawler checked against their OpenAPI documents (autouse).
+pytest_plugins = ["tests.support.postgres", "tests.support.openapi_responses"]
 
 CANNED_COUNTS: list[KeywordCount] = [
     {"Keyword": "hate", "BookTitle": "Frankenstein; Or, The Modern Prometheus", "Count": 3},
