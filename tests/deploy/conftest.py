@@ -33,6 +33,8 @@ OVERLAYS = ("minikube", "gke", "all-in-one")
 BASE_IMAGE = os.environ.get("SYNERGYCHAT_BASE_IMAGE", "localhost/python-base:bookworm")
 APP_IMAGE = "localhost/synergychat:deploy-test"
 NGINX_IMAGE = "localhost/synergychat-nginx:deploy-test"
+# Stands in for the official postgres:17 that the scale overlay and compose.scale.yaml name.
+POSTGRES_IMAGE = "localhost/synergychat-postgres:deploy-test"
 PREFIX = "sc-deploy-"
 OWNER = f"{PREFIX}{os.getpid()}-"
 # The image's user (Dockerfile ARG UID/GID), which the manifests must also run as.
@@ -204,6 +206,32 @@ def app_image(podman_env: dict[str, str], base_image: str) -> str:
         # The last run's image, now untagged: don't let one pile up per run.
         run([podman, "rmi", old], env=podman_env, check=False)
     return APP_IMAGE
+
+
+@pytest.fixture(scope="session")
+def postgres_image(podman_env: dict[str, str], base_image: str) -> str:
+    """PostgreSQL from Debian's package on the local base (deploy/podman/postgres.Containerfile).
+
+    Nothing can be pulled here, so this stands in for the official image the scale overlay
+    and compose.scale.yaml name. Built once per session; podman's layer cache makes the
+    build of an unchanged file a matter of seconds.
+    """
+    run(
+        [
+            tool("podman"),
+            "build",
+            "--build-arg",
+            f"BASE_IMAGE={base_image}",
+            "--file",
+            str(REPO / "deploy" / "podman" / "postgres.Containerfile"),
+            "--tag",
+            POSTGRES_IMAGE,
+            str(REPO / "deploy" / "podman"),
+        ],
+        env=podman_env,
+        timeout=600,
+    )
+    return POSTGRES_IMAGE
 
 
 class Podman:

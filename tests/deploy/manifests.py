@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,11 @@ class Workload:
         for item in container.get("env", ()):
             if "value" in item:
                 values[item["name"]] = item["value"]
+            elif "secretKeyRef" in item["valueFrom"]:
+                ref = item["valueFrom"]["secretKeyRef"]
+                data = self.manifests.secret_data(ref["name"])
+                assert ref["key"] in data, f"{self.name}: Secret {ref['name']} has no key {ref['key']}"
+                values[item["name"]] = data[ref["key"]]
             else:
                 ref = item["valueFrom"]["configMapKeyRef"]
                 data = self.manifests.configmap(ref["name"])["data"]
@@ -97,6 +103,12 @@ class Manifests:
 
     def configmap(self, name: str) -> dict[str, Any]:
         return self.get("ConfigMap", name)
+
+    def secret_data(self, name: str) -> dict[str, str]:
+        """A Secret's values, decoded (kustomize's secretGenerator writes them base64 in data)."""
+        secret = self.get("Secret", name)
+        decoded = {key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()}
+        return {**decoded, **secret.get("stringData", {})}
 
     @property
     def workloads(self) -> list[Workload]:
