@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from .capped_body import read_capped
 from .catalogue import CataloguePage, NotACatalogue, PassingFault, TextSource, parse_page
 from .counting import LineCounter, TextTooLarge, resolve_charset
 from .version import version
@@ -368,10 +369,7 @@ def _usable_charset(declared: str | None, served: str | None) -> str:
 async def _read_capped(
     response: aiohttp.ClientResponse, limit: int, what: str, progress: Callable[[int], None]
 ) -> bytes:
-    buffer = bytearray()
-    async for piece in response.content.iter_chunked(CHUNK_BYTES):
-        progress(len(piece))
-        buffer += piece
-        if len(buffer) > limit:
-            raise LastingFault(f"{what} larger than {limit} bytes")
-    return bytes(buffer)
+    body = await read_capped(response.content, limit, progress)
+    if not body.complete:
+        raise LastingFault(f"{what} larger than {limit} bytes")
+    return body.data

@@ -13,6 +13,7 @@ from confusable_homoglyphs import confusables
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from .capped_body import read_capped
 from .http_errors import ClientError
 
 # The page sizes are the message store's: it keeps the newest MAX_PAGE_SIZE in memory.
@@ -125,18 +126,14 @@ async def read_capped_body(
     so, and a body that trickles in slower than ``timeout`` allows (408)."""
     if request.content_length is not None and request.content_length > limit:
         raise ClientError(413, f"request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
     try:
         async with asyncio.timeout(timeout):
-            while chunk := await request.content.read(limit + 1 - size):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise ClientError(413, f"request body is larger than {limit} bytes")
+            body = await read_capped(request.content, limit)
     except TimeoutError:
         raise ClientError(408, f"the request body did not arrive within {timeout:g} s") from None
-    return b"".join(chunks)
+    if not body.complete:
+        raise ClientError(413, f"request body is larger than {limit} bytes")
+    return body.data
 
 
 def parse_new_message(body: bytes) -> NewMessage:

@@ -18,6 +18,8 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from ..capped_body import read_capped
+
 # Enough for any page or message list the doctor needs to read; protects it from huge answers.
 MAX_BODY_BYTES = 2_000_000
 USER_AGENT = "synergychat-doctor"
@@ -149,7 +151,7 @@ class Http:
             async with self._session.request(
                 method, url, headers=dict(headers or {}), allow_redirects=follow_redirects
             ) as response:
-                body = await _read_capped(response) if read_body else b""
+                body = (await read_capped(response.content, MAX_BODY_BYTES)).data if read_body else b""
                 return Answer(
                     url=response.url,
                     status=response.status,
@@ -159,15 +161,3 @@ class Http:
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise describe_error(exc, url, self.timeout) from None
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < MAX_BODY_BYTES:
-        chunk = await response.content.read(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)[:MAX_BODY_BYTES]
