@@ -27,6 +27,18 @@ UNAVAILABLE_REPLY = (
     "Please try again in a minute."
 )
 
+# The grammar of the reply's numbers, which the page reads to draw its chart (static/chart.js
+# holds the same two patterns: a browser test checks they are equal, and that the page reads
+# every kind of reply describe_totals writes). The stored message stays plain text:
+#   ... found N matches [so far ]in books matching your request. K1: C1, K2: C2 (in B book[s]).
+# Keywords hold no comma (CRAWLER_KEYWORDS is a comma list); one holding ": " is read up to
+# its last ": ". The counts add up to N; a reply with no match has no breakdown.
+STATS_REPLY_PATTERN = (
+    r"found ([0-9]+) matches (?:so far )?in books matching your request\. "
+    r"((?:[^,]+: [0-9]+)(?:, [^,]+: [0-9]+)*) \(in ([0-9]+) books?\)\."
+)
+STATS_REPLY_ENTRY_PATTERN = r"([^,]+): ([0-9]+)(?:, |$)"
+
 
 def describe_totals(
     totals: KeywordTotals, books_read: int | None, catalogue: CatalogueStatus | None = None

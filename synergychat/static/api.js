@@ -38,7 +38,11 @@ export function resolveApi(apiUrl) {
   if (base.protocol !== 'http:' && base.protocol !== 'https:') {
     throw new ConfigError(`API_URL ${JSON.stringify(apiUrl)} must be an http:// or https:// URL or a path.`);
   }
-  return { messages: new URL('messages', base), stream: new URL('messages/stream', base) };
+  return {
+    messages: new URL('messages', base),
+    stream: new URL('messages/stream', base),
+    progress: new URL('crawl/progress', base),
+  };
 }
 
 // Said along with network failures, because it is the usual cause nobody thinks of.

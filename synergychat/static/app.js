@@ -14,6 +14,7 @@ import {
   withParams,
 } from './api.js';
 import { Composer } from './composer.js';
+import { CrawlProgress } from './progress.js';
 import { MessageLog } from './message-log.js';
 
 const PAGE_SIZE = 100;
@@ -57,6 +58,20 @@ const state = {
   loadingOlder: false,
   history: null, // the api's history id, from the stream's hello event
 };
+
+// Started once the api has answered, so an original api (no such endpoint) is never asked.
+const crawlProgress = {
+  started: false,
+  view: new CrawlProgress({ panel: byId('crawl'), text: byId('crawl-text'), bar: byId('crawl-bar') }),
+};
+const ORIGINAL_API_PROGRESS = 'Crawler progress: not available from the original chat server';
+
+function startCrawlProgress() {
+  if (crawlProgress.started) return;
+  crawlProgress.started = true;
+  if (state.legacy) crawlProgress.view.stop(ORIGINAL_API_PROGRESS);
+  else crawlProgress.view.start(state.api.progress);
+}
 
 const composer = new Composer({ submit: post, onNameChange: () => log.refreshOwnMarks() });
 const log = new MessageLog(
@@ -125,8 +140,10 @@ async function loadLatest() {
     state.retryMs = RETRY_MIN_MS;
     if (page.some((message) => !hasId(message))) {
       startLegacy(page);
+      startCrawlProgress();
       return;
     }
+    startCrawlProgress();
     log.add(page, 'new', true);
     state.hasOlder = page.length >= PAGE_SIZE;
     updateOlderButton();
@@ -277,6 +294,7 @@ async function pollWhileStreamDown() {
 // `speak`: found after load (an api empty then), so what it holds is news.
 function startLegacy(page, speak = false) {
   state.legacy = true;
+  if (crawlProgress.started) crawlProgress.view.stop(ORIGINAL_API_PROGRESS);
   if (state.source) state.source.close();
   state.source = null;
   window.clearInterval(state.fallbackTimer);

@@ -1,5 +1,7 @@
 // How one message looks on the page, and how it sounds. Messages are only ever rendered as text.
 
+import { parseStatsReply, renderStatsChart } from './chart.js';
+
 export const BOT_NAME = 'crawler-bot';
 const AVATAR_COLORS = 8;
 // Consecutive messages of one author within this window share one header.
@@ -88,7 +90,16 @@ export function renderMessage(message, me) {
   text.className = 'msg-text';
   text.textContent = message.Text;
 
-  body.append(head, text);
+  // The bot's /stats numbers, drawn beside its words (which stay as they are).
+  const stats = isBot ? parseStatsReply(message.Text) : null;
+  if (stats) {
+    const answer = document.createElement('div');
+    answer.className = 'bot-answer';
+    answer.append(text, renderStatsChart(stats));
+    body.append(head, answer);
+  } else {
+    body.append(head, text);
+  }
   item.append(avatar, body);
   return item;
 }
