@@ -24,10 +24,11 @@ from yarl import URL
 
 from .catalogue import CatalogueBook, TextSource, first_page_url
 from .crawl_progress import Progress, RateMeter, describe_progress, quiet_seconds, rate_window_seconds
+from .crawl_shared import walk_shared
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
 from .metrics import CrawlerMetrics
 from .settings import CrawlerSettings
-from .storage import CountedBook, CountStore, utc_now_iso
+from .storage import CountedBook, CountStore, CrawlFleet, StoreUnavailable, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,15 @@ PAGE_RETRY_SECONDS = 300.0
 # this, then after twice as long each time it fails again, up to a day, within the pass.
 TRY_LATER_SECONDS = 3600.0
 TRY_LATER_MAX_SECONDS = 86400.0
+# While a shared count database (PostgreSQL) does not answer: how often to look again.
+DATABASE_RETRY_SECONDS = 2.0
 
 
 class Crawl:
     """The crawl task's work (``run``) and its state, read by ``/status`` and readiness.
 
-    ``state`` is one of starting, recounting, crawling, retrying, waiting, failed, stopped.
+    ``state`` is one of starting, recounting, crawling, retrying, waiting, paused (a shared
+    count database does not answer), failed, stopped.
     """
 
     def __init__(
@@ -79,6 +83,8 @@ class Crawl:
         # Not kept over a restart: the book is then tried again in the next pass.
         self._try_later: dict[int, tuple[float, float, CountedBook]] = {}
         self._last_request_end: float | None = None
+        # The crawlers this one shares its store with (None: it walks alone); set by ``run``.
+        self._fleet: CrawlFleet | None = None
         # How fast books get done (counted or skipped), measured as the crawl goes; and the
         # catalogue's size as last written to the store (written again only when it changes).
         self.rate = RateMeter(rate_window_seconds(settings.crawler_delay_seconds))
@@ -128,23 +134,54 @@ class Crawl:
         self.rate.record(self._books_done(totals["counted"], totals["skipped"]))
 
     async def run(self, store: CountStore, gutendex: Gutendex) -> None:
-        """The crawl task: walk the catalogue for good; a crash is recorded, not raised."""
-        try:
-            await self._walk(store, gutendex)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # A bug or a broken database, not a network fault (those are handled below):
-            # stop, say so in readiness and status, keep serving the counts we have.
-            log.exception("the crawl stopped on an unexpected error")
-            self.current_book = None
+        """The crawl task: walk the catalogue for good; a crash is recorded, not raised.
+
+        A shared database that stops answering pauses the walk; it resumes from what the
+        database says when it answers again (SQLite's store never raises StoreUnavailable).
+        """
+        self._fleet = store.fleet()
+        while True:
             try:
-                await store.record_error(f"the crawl stopped: {exc!r}")
-            except Exception:
-                log.exception("could not record the crawl's failure")
-            # After the store: /status reads the state last, so "failed" comes with its error.
-            self.failure = exc
-            self.state = "failed"
+                if self._fleet is None:
+                    await self._walk(store, gutendex)
+                else:
+                    await walk_shared(self, store, self._fleet, gutendex)
+                return
+            except StoreUnavailable as exc:
+                await self._pause(store, exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any other failure stops the crawl, recorded by _fail
+                await self._fail(store, exc)
+                return
+
+    async def _pause(self, store: CountStore, exc: StoreUnavailable) -> None:
+        """Wait until the count database answers again."""
+        log.warning("the crawl pauses: %s; trying again every %.0f s", exc, DATABASE_RETRY_SECONDS)
+        self.state = "paused"
+        self.current_book = None
+        while True:
+            await self._sleep(DATABASE_RETRY_SECONDS)
+            try:
+                await store.check()
+            except StoreUnavailable:
+                continue
+            log.info("the count database answers again: the crawl goes on")
+            return
+
+    async def _fail(self, store: CountStore, exc: Exception) -> None:
+        """Called in the ``except`` block (``log.exception`` shows the traceback)."""
+        # A bug or a broken database, not a network fault (those are handled below):
+        # stop, say so in readiness and status, keep serving the counts we have.
+        log.exception("the crawl stopped on an unexpected error")
+        self.current_book = None
+        try:
+            await store.record_error(f"the crawl stopped: {exc!r}")
+        except Exception:
+            log.exception("could not record the crawl's failure")
+        # After the store: /status reads the state last, so "failed" comes with its error.
+        self.failure = exc
+        self.state = "failed"
 
     async def _walk(self, store: CountStore, gutendex: Gutendex) -> None:
         source = self.settings.crawler_source_url
@@ -320,11 +357,15 @@ class Crawl:
             await self._count(store, gutendex, book, pass_number)
 
     async def _request(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Make a request, ``CRAWLER_DELAY_SECONDS`` after the previous one ended."""
+        """Make a request, ``CRAWLER_DELAY_SECONDS`` after the previous one ended; in a fleet,
+        also at least that long after the fleet's previous request started."""
+        delay = self.settings.crawler_delay_seconds
         if self._last_request_end is not None:
-            wait = self._last_request_end + self.settings.crawler_delay_seconds - time.monotonic()
+            wait = self._last_request_end + delay - time.monotonic()
             if wait > 0:
                 await self._sleep(wait)
+        if self._fleet is not None and delay > 0:
+            await self._fleet.request_turn(delay)
         try:
             return await call()
         finally:

@@ -34,15 +34,19 @@ from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .metrics import CrawlerMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
 from .readiness import readiness_response
-from .settings import CrawlerSettings, StartupError, split_comma_list
+from .settings import CrawlerSettings, StartupError, masked_database_url, split_comma_list
 from .stats import KeywordCount, KeywordTotals
 from .stats_stream import ROWS_PER_PAGE, StatsDownloads
-from .storage import CountStore
+from .storage import CountStore, SqliteCountStore, StoreUnavailable
 from .storage.legacy_import import original_count_files
+from .storage.pg_counts import EXTRA_CONNECTIONS, PostgresCountStore
+from .storage.postgres import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "crawler.sqlite3"
+# What opening PostgreSQL at start can raise: unreachable, refused, a bad URL, a newer schema.
+PG_STARTUP_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError, RuntimeError)
 # Readiness must answer quickly even if the database is locked.
 CHECK_TIMEOUT_SECONDS = 2.0
 # /stats input limits (MAX_*) are the chat command's, from commands.py: one rule in both places.
@@ -103,16 +107,41 @@ class Crawler:
         folder = self.settings.crawler_db_path
         return Path(folder) / DB_FILENAME if folder else None
 
-    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
-        """A cleanup context: open the store and start crawling; stop and close after."""
+    async def _open_store(self) -> tuple[CountStore, str]:
+        """The store the settings choose (PostgreSQL when CRAWLER_DATABASE_URL is set, else
+        SQLite), and where it is, for the log (never a password)."""
+        url = self.settings.crawler_database_url
+        if url:
+            where = masked_database_url(url)
+            if self.settings.crawler_db_path:
+                log.info("CRAWLER_DB_PATH is not used: counts are kept in PostgreSQL (CRAWLER_DATABASE_URL)")
+            # One connection per /stats download (its snapshot), and a few for the rest.
+            pool_size = self.settings.crawler_stats_max_concurrent + EXTRA_CONNECTIONS
+            try:
+                store = await PostgresCountStore.open(url, pool_size, self.settings.crawler_lease_seconds)
+            except PG_STARTUP_ERRORS as exc:
+                password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+                detail = str(exc) or type(exc).__name__
+                if password:
+                    detail = detail.replace(password, "***")
+                raise StartupError(
+                    f"CRAWLER_DATABASE_URL={where}: cannot open the count database: {detail}"
+                ) from exc
+            return store, where
         if self.db_file is None:
             log.warning("CRAWLER_DB_PATH is not set: counts are kept in memory and lost on exit")
         try:
-            store = await CountStore.open(self.db_file)
+            return await SqliteCountStore.open(self.db_file), str(self.db_file or "memory")
         except (OSError, sqlite3.Error, RuntimeError) as exc:
             folder = self.settings.crawler_db_path
             raise StartupError(f"CRAWLER_DB_PATH={folder!r}: cannot open the count database: {exc}") from exc
-        if originals := original_count_files(self.settings.crawler_db_path):
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """A cleanup context: open the store and start crawling; stop and close after."""
+        store, where = await self._open_store()
+        if not self.settings.crawler_database_url and (
+            originals := original_count_files(self.settings.crawler_db_path)
+        ):
             log.info(
                 "CRAWLER_DB_PATH holds %d count files of the original crawler (%s, ...): left as they are; "
                 "they name no book, so the counts are rebuilt from the catalogue in %s",
@@ -129,7 +158,7 @@ class Crawler:
         self._task = asyncio.create_task(self._crawl.run(store, gutendex), name="synergychat-crawl")
         log.info(
             "crawler ready: counts at %s, catalogue %s, keywords %s",
-            self.db_file or "memory",
+            where,
             self.settings.crawler_source_url,
             ",".join(self.keywords),
         )
@@ -257,6 +286,8 @@ def count_store_errors(exc: Exception) -> tuple[int, str] | None:
     """The crawler's own failures, as the JSON errors its clients see."""
     if isinstance(exc, CrawlerNotReady):
         return 503, str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return 503, f"counts unavailable: {exc}"
     if isinstance(exc, (sqlite3.Error, ValueError)):
         # aiosqlite says ValueError when its connection is gone.
         return 503, f"counts unavailable: {exc}"

@@ -68,6 +68,14 @@ def masked_database_url(url: str) -> str:
     return f"{scheme}://{rest}"
 
 
+def _postgresql_url(value: str) -> str:
+    value = value.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        # Never the value itself: it may hold a password.
+        raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/database)")
+    return value
+
+
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
@@ -139,14 +147,7 @@ class ApiSettings(_Settings):
         value = value.strip()
         return checked_url(value, absolute=True) if value else value
 
-    @field_validator("api_database_url")
-    @classmethod
-    def _postgresql_url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not value.startswith(("postgresql://", "postgres://")):
-            # Never the value itself: it may hold a password.
-            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:5432/database)")
-        return value
+    _database_url = field_validator("api_database_url")(_postgresql_url)
 
     @field_validator("api_cors_origins")
     @classmethod
@@ -169,6 +170,12 @@ class CrawlerSettings(_Settings):
     crawler_keywords: Annotated[list[str], NoDecode] = list(DEFAULT_KEYWORDS)
     # A folder; the SQLite file lives inside. Unset means in memory.
     crawler_db_path: str = ""
+    # postgresql://user:password@host:5432/db: counts and position in PostgreSQL, which any
+    # number of crawler replicas share, splitting the walk (CRAWLER_DB_PATH is then not used).
+    crawler_database_url: str = ""
+    # A replica's hold on a book (or the page cursor), renewed while it works: one that dies
+    # loses its books this long after its last renewal, and another replica takes them over.
+    crawler_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     crawler_source_url: str = PUBLIC_GUTENDEX_URL
     crawler_delay_seconds: float = Field(default=30.0, ge=0)
     # One download (a page, a book) is abandoned past this, or when it averages under
@@ -181,6 +188,7 @@ class CrawlerSettings(_Settings):
     crawler_send_timeout_seconds: float = Field(default=60.0, gt=0)
 
     _split = field_validator("crawler_keywords", mode="before")(split_comma_list)
+    _database_url = field_validator("crawler_database_url")(_postgresql_url)
 
     @field_validator("crawler_keywords")
     @classmethod

@@ -28,6 +28,7 @@ from contextlib import aclosing
 from aiohttp import web
 
 from .http_errors import json_error
+from .storage import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class StatsDownloads:
                 sent,
             )
             _abort(request)
-        except (sqlite3.Error, ValueError) as exc:
+        except (sqlite3.Error, ValueError, StoreUnavailable) as exc:
             # The headers are gone: cutting the connection is the only way left to say it failed.
             log.error("GET %s failed after %d bytes: %s; closing the connection", request.path_qs, sent, exc)
             _abort(request)

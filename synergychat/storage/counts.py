@@ -1,4 +1,8 @@
-"""The crawler's store: keyword counts per book, which books are done, the crawl position."""
+"""The crawler's store in SQLite: keyword counts per book, which books are done, the crawl position.
+
+One crawler (or several on one machine, sharing the file). ``count_store.py`` says what
+every count store promises; ``pg_counts.py`` keeps the same in PostgreSQL for many replicas.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ import json
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
 
 from ..stats import KeywordCount, KeywordTotals
+from .count_store import CountedBook, CrawlFleet, CrawlPosition
 from .database import check_writable, open_database, utc_now_iso
 from .stats_reader import StatsFileReader
 
@@ -66,30 +70,6 @@ COUNT_MIGRATIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CrawlPosition:
-    """Where the walk stands. ``next_page_url`` None: no pass running (finished or none yet)."""
-
-    source_url: str | None
-    next_page_url: str | None
-    pass_number: int
-    pass_finished_at: str | None
-    pages_done: int
-    last_success_at: str | None
-    last_error_at: str | None
-    last_error_message: str | None
-    # How many books the catalogue at ``source_url`` holds, as its latest page said.
-    books_total: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CountedBook:
-    id: int
-    title: str
-    text_url: str | None
-    charset: str | None
-
-
 def _keyword_set(keywords: Sequence[str]) -> str:
     return json.dumps(sorted(set(keywords)), ensure_ascii=False)
 
@@ -128,8 +108,8 @@ def _stats_query(
 _ROW_JSON = "CAST(json_object('Keyword', c.keyword, 'BookTitle', b.title, 'Count', c.count) AS BLOB)"
 
 
-class CountStore:
-    """Keyword counts per book, which books are done, and the crawl position.
+class SqliteCountStore:
+    """Keyword counts per book, which books are done, and the crawl position, in SQLite.
 
     One connection, and a lock around every use of it: the crawl's multi-statement
     writes must not interleave with each other or let a ``/stats`` read see a book
@@ -146,7 +126,7 @@ class CountStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | Path | None) -> CountStore:
+    async def open(cls, path: str | Path | None) -> SqliteCountStore:
         return cls(await open_database(path, COUNT_MIGRATIONS), Path(path) if path else None)
 
     async def close(self) -> None:
@@ -168,6 +148,10 @@ class CountStore:
             await self._conn.execute("SELECT 1")
             return
         await check_writable(self._path)
+
+    def fleet(self) -> CrawlFleet | None:
+        # One crawler walks the catalogue of a file (several sharing it each walk it whole).
+        return None
 
     def _require_open(self) -> None:
         if self._closed:

@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from synergychat.crawler import Crawler, create_crawler_app
 from synergychat.gutendex import RetryPolicy, Timeouts
 from synergychat.settings import CrawlerSettings
+from synergychat.storage import CountStore, SqliteCountStore
+from synergychat.storage.pg_counts import PostgresCountStore
 
 from .fake_gutendex import FakeBook, FakeGutendex, zipped
 
@@ -117,12 +119,50 @@ async def gutendex(serve_fake: Callable[..., Awaitable[FakeGutendex]]) -> FakeGu
     return await serve_fake()
 
 
-def crawler_settings(db: Path | None, source_url: str, keywords: list[str] = KEYWORDS) -> CrawlerSettings:
+# Every count store: SQLite in a file (read by /stats on connections of its own), SQLite in
+# memory (one connection), and PostgreSQL (a real server, tests/support/postgres.py).
+COUNT_STORE_KINDS = ["sqlite-file", "sqlite-memory", "postgres"]
+# Short enough that a lease test waits a second or two for one to run out.
+TEST_LEASE_SECONDS = 1.5
+
+OpenCountStore = Callable[[], Awaitable[CountStore]]
+
+
+@pytest.fixture(params=COUNT_STORE_KINDS)
+async def open_count_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenCountStore]:
+    """Opens count stores of one kind, all on the same database (several: replicas of one);
+    closed after the test."""
+    kind = request.param
+    # PostgreSQL's server is started only when a postgres case runs.
+    url = request.getfixturevalue("postgres_url") if kind == "postgres" else ""
+    opened: list[CountStore] = []
+
+    async def open_store() -> CountStore:
+        store: CountStore
+        if kind == "postgres":
+            store = await PostgresCountStore.open(url, 4, TEST_LEASE_SECONDS)
+        else:
+            store = await SqliteCountStore.open(
+                tmp_path / "counts.sqlite3" if kind == "sqlite-file" else None
+            )
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        await store.close()
+
+
+def crawler_settings(
+    db: Path | None, source_url: str, keywords: list[str] = KEYWORDS, database_url: str = ""
+) -> CrawlerSettings:
     # Every field set: nothing may come from the developer's environment (and never the real Gutendex).
     return CrawlerSettings(
         crawler_port=8080,
         crawler_keywords=keywords,
         crawler_db_path=str(db) if db else "",
+        crawler_database_url=database_url,
+        crawler_lease_seconds=TEST_LEASE_SECONDS,
         crawler_source_url=source_url,
         crawler_delay_seconds=0,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -71,6 +72,8 @@ class FakeGutendex:
         # Requests to a path wait here until the event is set (to freeze the crawl in place).
         self.gates: dict[str, asyncio.Event] = {}
         self.requests: Counter[str] = Counter()
+        # (time.monotonic() on arrival, path) of every request: the pace a fleet of crawlers keeps.
+        self.request_times: list[tuple[float, str]] = []
         # Whole bodies served per file: a book counted twice would show here.
         self.served: Counter[str] = Counter()
         self.base_url = ""
@@ -104,6 +107,7 @@ class FakeGutendex:
 
     async def _suffer(self, request: web.Request, path: str) -> web.StreamResponse | None:
         self.requests[path] += 1
+        self.request_times.append((time.monotonic(), path))
         gate = self.gates.get(path)
         if gate is not None:
             await gate.wait()

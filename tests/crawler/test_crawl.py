@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from synergychat.crawler import CrawlStopped
-from synergychat.storage import CountStore
+from synergychat.storage import SqliteCountStore
 
 from . import fake_gutendex as faults
 from .conftest import (
@@ -264,7 +264,7 @@ async def test_a_crashed_crawl_is_logged_and_fails_readiness(
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(CountStore, "save_counts", broken)
+    monkeypatch.setattr(SqliteCountStore, "save_counts", broken)
     running = await start_crawler(source_url=gutendex.base_url)
     status = await running.wait_for(lambda s: s["state"] == "failed")
 

@@ -18,10 +18,18 @@ from synergychat import crawler as crawler_module
 from synergychat.crawler import CrawlerNotReady, parse_stats_query
 from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, WebSettings
-from synergychat.storage import CountedBook, CountStore
+from synergychat.storage import CountedBook, CountStore, SqliteCountStore
 from synergychat.transport import CrawlerUnavailable, HttpCrawlerClient, InProcessCrawlerClient
 
-from .conftest import SAMPLE_COUNTS, FakeGutendex, RunningCrawler, crawler_settings, make_crawler, rows
+from .conftest import (
+    SAMPLE_COUNTS,
+    FakeGutendex,
+    OpenCountStore,
+    RunningCrawler,
+    crawler_settings,
+    make_crawler,
+    rows,
+)
 
 StartCrawler = Callable[..., Awaitable[RunningCrawler]]
 
@@ -102,7 +110,7 @@ async def test_http_stats_are_streamed_from_sqlite_not_built_in_python(
     async def python_rows(*args: Any) -> None:
         raise AssertionError("GET /stats built its rows in Python")
 
-    monkeypatch.setattr(CountStore, "stats", python_rows)
+    monkeypatch.setattr(SqliteCountStore, "stats", python_rows)
     response = await crawled.client.get("/stats")
     assert response.status == 200 and response.headers["Content-Type"] == "application/json; charset=utf-8"
     # Chunked: a download cut short is visibly incomplete, never a shorter valid array.
@@ -117,10 +125,10 @@ async def test_http_stats_are_streamed_from_sqlite_not_built_in_python(
     assert json.loads(await (await crawled.client.get("/stats")).read()) == expected
 
 
-@pytest.mark.parametrize("in_memory", [False, True])
-async def test_stats_pages_are_stats_for_awkward_titles_and_ties(tmp_path: Path, in_memory: bool) -> None:
+async def test_stats_pages_are_stats_for_awkward_titles_and_ties(open_count_store: OpenCountStore) -> None:
     # JSON escaping (quotes, backslashes, control characters, beyond the BMP) and every tie-break,
-    # from a file (a connection of its own) and in memory (the store's connection).
+    # from a file (a connection of its own), in memory (the store's connection), and PostgreSQL
+    # (its own JSON, its own collation: the same bytes' order as SQLite's is asked for).
     titles = [
         'Say "hi"\\',
         "Tab\there\nand a newline",
@@ -130,44 +138,41 @@ async def test_stats_pages_are_stats_for_awkward_titles_and_ties(tmp_path: Path,
         "same",
         "A",
     ]
-    store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
-    try:
-        for book_id, title in enumerate(titles, start=1):
-            counts = {"love": 2, "hate": 2, "joy": 1} if book_id % 2 else {"love": 1, "hate": 2}
-            book = CountedBook(book_id, title, f"https://g.org/{book_id}.txt", None)
-            await store.save_counts(book, ["love", "hate", "joy"], counts, 1)
-        queries = [(["love", "hate", "joy"], ""), (["hate"], ""), (["love", "joy"], "é"), ([], "")]
-        for keywords, title in queries:
-            expected = await store.stats(keywords, title)
-            for rows_per_page in (1, 4, 100):
-                assert json.loads(await stats_body(store, keywords, title, rows_per_page)) == expected
-        assert len(await store.stats(["love", "hate", "joy"], "")) == 18
-        assert await stats_body(store, ["love"], "no such title", 10) == b"[]"
-        assert await stats_body(store, [], "", 10) == b"[]"
-    finally:
-        await store.close()
+    store = await open_count_store()
+    for book_id, title in enumerate(titles, start=1):
+        counts = {"love": 2, "hate": 2, "joy": 1} if book_id % 2 else {"love": 1, "hate": 2}
+        book = CountedBook(book_id, title, f"https://g.org/{book_id}.txt", None)
+        await store.save_counts(book, ["love", "hate", "joy"], counts, 1)
+    queries = [(["love", "hate", "joy"], ""), (["hate"], ""), (["love", "joy"], "é"), ([], "")]
+    for keywords, title in queries:
+        expected = await store.stats(keywords, title)
+        for rows_per_page in (1, 4, 100):
+            assert json.loads(await stats_body(store, keywords, title, rows_per_page)) == expected
+    everything = await store.stats(["love", "hate", "joy"], "")
+    assert len(everything) == 18
+    # Count ascending, then title by code point ("A" < "Say..." < "Tab..." < "same" < "É..."), keyword, id.
+    order = [(row["Count"], row["BookTitle"], row["Keyword"]) for row in everything]
+    assert order == sorted(order)
+    assert await stats_body(store, ["love"], "no such title", 10) == b"[]"
+    assert await stats_body(store, [], "", 10) == b"[]"
 
 
-@pytest.mark.parametrize("in_memory", [False, True])
-async def test_a_download_is_one_snapshot_while_the_crawl_writes(tmp_path: Path, in_memory: bool) -> None:
+async def test_a_download_is_one_snapshot_while_the_crawl_writes(open_count_store: OpenCountStore) -> None:
     # A book recounted between two pages must not show up twice (old and new count) or vanish.
-    store = await CountStore.open(None if in_memory else tmp_path / "counts.sqlite3")
-    try:
-        for book_id in range(1, 21):
-            book = CountedBook(book_id, f"Book {book_id}", None, None)
-            await store.save_counts(book, ["love"], {"love": book_id}, 1)
-        expected = await store.stats(["love"], "")
-        async with aclosing(store.stats_json_pages(["love"], "", 3)) as pages:
-            first = await anext(pages)
-            # Book 1 (already sent) now counts more than any other; book 20 (not yet sent) is gone.
-            await store.save_counts(CountedBook(1, "Book 1", None, None), ["love"], {"love": 99}, 1)
-            await store.save_counts(CountedBook(20, "Book 20", None, None), ["love"], {}, 1)
-            rest = [page async for page in pages]
-        assert json.loads(b"[" + b",".join([first, *rest]) + b"]") == expected
-        last = (await store.stats(["love"], ""))[-1]
-        assert last == {"Keyword": "love", "BookTitle": "Book 1", "Count": 99}
-    finally:
-        await store.close()
+    store = await open_count_store()
+    for book_id in range(1, 21):
+        book = CountedBook(book_id, f"Book {book_id}", None, None)
+        await store.save_counts(book, ["love"], {"love": book_id}, 1)
+    expected = await store.stats(["love"], "")
+    async with aclosing(store.stats_json_pages(["love"], "", 3)) as pages:
+        first = await anext(pages)
+        # Book 1 (already sent) now counts more than any other; book 20 (not yet sent) is gone.
+        await store.save_counts(CountedBook(1, "Book 1", None, None), ["love"], {"love": 99}, 1)
+        await store.save_counts(CountedBook(20, "Book 20", None, None), ["love"], {}, 1)
+        rest = [page async for page in pages]
+    assert json.loads(b"[" + b",".join([first, *rest]) + b"]") == expected
+    last = (await store.stats(["love"], ""))[-1]
+    assert last == {"Keyword": "love", "BookTitle": "Book 1", "Count": 99}
 
 
 @pytest.mark.parametrize(
