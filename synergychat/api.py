@@ -98,7 +98,14 @@ class ApiHandlers:
             {
                 "service": "synergychat-api",
                 "status": "ok",
-                "endpoints": ["/healthz", "/readyz", "/messages", "/messages/stream", DOCUMENT_PATH],
+                "endpoints": [
+                    "/healthz",
+                    "/readyz",
+                    "/messages",
+                    "/messages/stream",
+                    "/crawl/progress",
+                    DOCUMENT_PATH,
+                ],
             }
         )
 
