@@ -236,6 +236,7 @@ async def test_a_database_outage_pauses_the_crawl_which_resumes_without_a_restar
         body = await running.get_json("/stats", expected_status=503)
         assert "counts unavailable" in body["error"]
         await running.get_json("/stats/totals", expected_status=503)
+        await running.get_json("/status", expected_status=503)
     finally:
         postgres_server.start()
     wait_for_server(postgres_server)
