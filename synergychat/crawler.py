@@ -33,7 +33,7 @@ from .gutendex import (
 from .http_errors import ClientError, json_errors, plain_errors_as_json
 from .metrics import CrawlerMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
-from .readiness import readiness_response
+from .readiness import healthz, readiness_response
 from .settings import CrawlerSettings, StartupError, masked_database_url, split_comma_list
 from .stats import KeywordCount, KeywordTotals
 from .stats_stream import ROWS_PER_PAGE, StatsDownloads
@@ -183,7 +183,7 @@ class Crawler:
         else:
             try:
                 await asyncio.wait_for(self._store.check(), CHECK_TIMEOUT_SECONDS)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a probe: whatever the store raises means "not ready"
                 store_check = {"ok": False, "detail": f"not writable: {exc or type(exc).__name__}"}
         crawl_check: dict[str, Any] = {"ok": True, "state": self._crawl.state}
         if self._crawl.failure is not None:
@@ -321,10 +321,6 @@ async def describe(request: web.Request) -> web.Response:
             "endpoints": ["/healthz", "/readyz", "/stats", "/stats/totals", "/status", DOCUMENT_PATH],
         }
     )
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:

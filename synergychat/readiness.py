@@ -86,6 +86,14 @@ class ReadinessLog:
 PROCESS_READINESS_LOG = ReadinessLog()
 
 
+# Liveness: the process answers. Every role's /healthz, the same bytes encoded once.
+HEALTHY_BODY = b'{"status": "ok"}'
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=HEALTHY_BODY, content_type="application/json")
+
+
 def readiness_response(ready: bool, checks: Checks, changes: ReadinessLog | None = None) -> web.Response:
     """The public readiness answer: the checks' states, their details logged (on change)."""
     (changes or PROCESS_READINESS_LOG).note(checks)

@@ -10,7 +10,7 @@ from aiohttp import web
 from yarl import URL
 
 from . import keys
-from .readiness import readiness_response
+from .readiness import healthz, readiness_response
 from .settings import WebSettings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -82,9 +82,6 @@ class WebHandlers:
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers=self._headers)
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     async def readyz(self, request: web.Request) -> web.Response:
         # Serving the page needs nothing else; parts composed with it (under `all`) add theirs.
         ready, checks = True, {"web": {"ok": True, "detail": "serving"}}
@@ -108,7 +105,7 @@ def create_web_app(settings: WebSettings) -> web.Application:
     app.cleanup_ctx.append(load_static)
     handlers = WebHandlers(settings)
     app.router.add_get("/", handlers.index)
-    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/{name}", handlers.static_file)
     return app
