@@ -10,9 +10,12 @@ store in ``schema_versions``, and steps are applied under an advisory lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 import asyncpg
+
+from ..settings import StartupError, masked_database_url
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,26 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
 )
+
+
+StoreT = TypeVar("StoreT")
+# What opening a store may raise: the database's errors, and asyncpg's for a bad URL.
+STARTUP_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError, RuntimeError)
+
+
+async def open_store(variable: str, url: str, what: str, opening: Awaitable[StoreT]) -> StoreT:
+    """Await ``opening`` (a store on ``url``); a failure is one StartupError naming
+    ``variable``, with the password masked in the URL and in the driver's message."""
+    try:
+        return await opening
+    except STARTUP_ERRORS as exc:
+        detail = str(exc) or type(exc).__name__
+        password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if password:
+            detail = detail.replace(password, "***")
+        raise StartupError(
+            f"{variable}={masked_database_url(url)}: cannot open the {what}: {detail}"
+        ) from exc
 
 
 async def open_pool(url: str, size: int, application_name: str) -> asyncpg.Pool:
