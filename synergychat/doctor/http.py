@@ -19,10 +19,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ..capped_body import read_capped
+from ..version import version
 
 # Enough for any page or message list the doctor needs to read; protects it from huge answers.
 MAX_BODY_BYTES = 2_000_000
-USER_AGENT = "synergychat-doctor"
+USER_AGENT = f"synergychat-doctor/{version()}"
 # How much of a body a line of the report quotes.
 SNIPPET_CHARS = 48
 

@@ -11,9 +11,10 @@ import aiohttp
 from yarl import URL
 
 from ..doctor.page import origin_of, parse_page
+from ..version import version
 from .target import ApiTarget
 
-USER_AGENT = "synergychat-loadgen/0.1 (simulated chat users)"
+USER_AGENT = f"synergychat-loadgen/{version()} (simulated chat users)"
 # A browser keeps at most six connections per host; so does each simulated person.
 CONNECTIONS_PER_PERSON = 6
 # The api pings open streams every 15 s; three missed pings mean the stream is dead.
