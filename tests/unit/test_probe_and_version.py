@@ -21,7 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from synergychat.doctor.http import USER_AGENT as DOCTOR_USER_AGENT
 from synergychat.gutendex import USER_AGENT
+from synergychat.loadgen.client import USER_AGENT as LOADGEN_USER_AGENT
 from synergychat.version import UNKNOWN_VERSION, source_tree_version, version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -174,6 +176,8 @@ def test_the_console_script_is_installed() -> None:
 def test_one_version_everywhere() -> None:
     assert version() == PYPROJECT_VERSION != UNKNOWN_VERSION
     assert USER_AGENT.startswith(f"synergychat-crawler/{PYPROJECT_VERSION} ")
+    assert LOADGEN_USER_AGENT.startswith(f"synergychat-loadgen/{PYPROJECT_VERSION} ")
+    assert DOCTOR_USER_AGENT == f"synergychat-doctor/{PYPROJECT_VERSION}"
 
 
 def test_a_pyproject_of_another_project_is_not_ours(tmp_path: Path) -> None:
