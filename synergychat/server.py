@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -308,6 +310,32 @@ class ChatAppRunner(web.AppRunner):
         self._metrics = metrics
         self._handler_kwargs = kwargs
 
+    async def cleanup(self) -> None:
+        await self._stop_listening()
+        await super().cleanup()  # its sites' listeners are closed already
+
+    async def _stop_listening(self) -> None:
+        """Close the listening sockets, answering every connection that had reached them.
+
+        The kernel completes connections before the server accepts them; closing a
+        listener resets those, and a proxy that had already sent a POST down one can't
+        safely send it elsewhere: its client gets a 502 for a request we never saw. So
+        what waits is accepted right before the close (nothing runs in between) and
+        served like any other connection from before the shutdown.
+        """
+        loop = asyncio.get_running_loop()
+        waiting: list[socket.socket] = []
+        for site in self.sites:
+            server: asyncio.AbstractServer | None = getattr(site, "_server", None)
+            if not isinstance(server, asyncio.Server):
+                continue
+            for listener in server.sockets:
+                waiting += _accept_all(listener)
+            server.close()
+        assert self.server is not None
+        for connection in waiting:
+            await loop.connect_accepted_socket(self.server, connection)
+
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as AppRunner does
         return CappedServer(
@@ -320,6 +348,24 @@ class ChatAppRunner(web.AppRunner):
             access_log=access_log,
             **self._handler_kwargs,
         )
+
+
+def _accept_all(listener: Any) -> list[socket.socket]:
+    """Every connection waiting on ``listener`` (asyncio's wrapper of a listening socket)."""
+    accepted: list[socket.socket] = []
+    # A second socket object on the same listening socket: asyncio's wrapper won't accept.
+    with socket.socket(listener.family, listener.type, fileno=os.dup(listener.fileno())) as same:
+        same.setblocking(False)
+        while True:
+            try:
+                connection, _ = same.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            except OSError as exc:  # e.g. EMFILE: what is left is reset, as before
+                log.warning("could not take a waiting connection while stopping: %s", exc)
+                return accepted
+            connection.setblocking(False)
+            accepted.append(connection)
 
 
 def with_request_id(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
