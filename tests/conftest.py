@@ -95,6 +95,15 @@ def api_settings(tmp_path: Any) -> ApiSettings:
     return ApiSettings(api_db_filepath=str(tmp_path / "db" / "messages.sqlite3"))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api_settings_on_each_database(request: pytest.FixtureRequest, tmp_path: Any) -> ApiSettings:
+    """The api on each of its databases: modules whose tests are the message store's
+    promises as the api keeps them use this as their ``api_settings``."""
+    if request.param == "postgresql":
+        return ApiSettings(api_database_url=request.getfixturevalue("postgres_url"))
+    return ApiSettings(api_db_filepath=str(tmp_path / "db" / "messages.sqlite3"))
+
+
 @pytest.fixture
 def stub_crawler() -> StubCrawler:
     return StubCrawler()

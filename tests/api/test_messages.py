@@ -15,6 +15,13 @@ from synergychat.settings import ApiSettings
 from synergychat.transport import NoCrawlerClient
 from tests.conftest import expect_json, post_message
 
+
+@pytest.fixture
+def api_settings(api_settings_on_each_database: ApiSettings) -> ApiSettings:
+    """These tests are the message store's promises as the api keeps them: on each database."""
+    return api_settings_on_each_database
+
+
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -160,7 +167,10 @@ async def test_wrong_method_is_json_405(api_client: Any) -> None:
     assert body["error"] and "POST" in response.headers["Allow"]
 
 
-async def test_database_failure_is_503_and_honest(aiohttp_client: Any, api_settings: ApiSettings) -> None:
+async def test_database_failure_is_503_and_honest(aiohttp_client: Any, tmp_path: Any) -> None:
+    # SQLite's own failure (another writer holds the file's lock); PostgreSQL's outages are
+    # in tests/process/test_postgres_replicas.py.
+    api_settings = ApiSettings(api_db_filepath=str(tmp_path / "db" / "messages.sqlite3"))
     client = await aiohttp_client(create_api_app(api_settings, NoCrawlerClient()))
     # Another process holding the write lock past the busy timeout: the insert can't happen.
     blocker = sqlite3.connect(api_settings.api_db_filepath, timeout=0)

@@ -16,6 +16,12 @@ from synergychat.transport import NoCrawlerClient
 from tests.conftest import post_message
 
 
+@pytest.fixture
+def api_settings(api_settings_on_each_database: ApiSettings) -> ApiSettings:
+    """Live delivery on each database (PostgreSQL's goes through LISTEN/NOTIFY as well)."""
+    return api_settings_on_each_database
+
+
 async def read_events(response: ClientResponse, count: int, timeout: float = 2.0) -> list[dict[str, Any]]:
     """Read ``count`` message events (skipping pings) within ``timeout`` seconds."""
     return await read_any_events(response, count, timeout, kinds=("message",))
