@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from yarl import URL
 
-from .catalogue import CatalogueBook, TextSource, first_page_url
+from .catalogue import CatalogueBook, CataloguePage, TextSource, first_page_url
 from .crawl_progress import Progress, RateMeter, describe_progress, quiet_seconds, rate_window_seconds
 from .crawl_shared import walk_shared
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
@@ -229,50 +229,71 @@ class Crawl:
             try:
                 page = await self._request(functools.partial(gutendex.page, page_url))
             except PageNotFound:
-                # Past the end: the catalogue shrank under us, or the source URL is wrong.
-                message = f"catalogue page {page_url} does not exist"
-                if page_url == first_page:
-                    message += ": is CRAWLER_SOURCE_URL a Gutendex catalogue?"
-                    await store.record_error(message)
-                log.warning("%s; the pass ends here", message)
+                await self.page_missing(store, page_url)
                 await store.page_done(None)
                 continue
             except CatalogueUnavailable as exc:
-                if exc.not_a_catalogue:
-                    # It answers, with something else (a web site, another API): most likely misconfigured.
-                    message = f"catalogue page {page_url} is {exc}: check CRAWLER_SOURCE_URL ({source})"
-                    log.error("%s; trying again in %.0f s", message, self._page_retry)
-                else:
-                    message = f"catalogue page {page_url}: {exc}"
-                    log.warning(
-                        "catalogue page %s unavailable: %s; trying again in %.0f s",
-                        page_url,
-                        exc,
-                        self._page_retry,
-                    )
-                await store.record_error(message)
-                self.state = "retrying"
+                await self.page_unavailable(store, page_url, exc)
                 await self._sleep(self._page_retry)
                 continue
-            read_this_pass.add(_page_key(page_url))
-            if page.count is not None and page.count != self._books_total:
-                await store.record_books_total(page.count)
-                self._books_total = page.count
+            next_url = await self.page_read(store, page, page_url, read_this_pass, position.pass_number)
             for book in page.books:
                 await self._take(store, gutendex, book, position.pass_number)
                 await self._try_again_due(store, gutendex, position.pass_number)
-            next_url = page.next_url
-            if next_url is not None and _page_key(next_url) in read_this_pass:
-                message = (
-                    f"the catalogue at CRAWLER_SOURCE_URL ({source}) loops: page {page_url} has next"
-                    f" {next_url}, already read in this pass; the pass ends here"
-                )
-                log.error("%s", message)
-                await store.record_error(message)
-                next_url = None
-            elif next_url is None:
-                log.info("reached the end of the catalogue (pass %d)", position.pass_number)
             await store.page_done(next_url)
+
+    # What a page says, for this walk and the shared one (crawl_shared.py).
+
+    async def page_read(
+        self,
+        store: CountStore,
+        page: CataloguePage,
+        page_url: str,
+        read_this_pass: set[str],
+        pass_number: int,
+    ) -> str | None:
+        """Note the catalogue's size, and say where the walk goes next: None at the end, or
+        where ``next`` leads back to a page of this pass (a loop, recorded as an error)."""
+        read_this_pass.add(_page_key(page_url))
+        if page.count is not None and page.count != self._books_total:
+            await store.record_books_total(page.count)
+            self._books_total = page.count
+        next_url = page.next_url
+        if next_url is not None and _page_key(next_url) in read_this_pass:
+            source = self.settings.crawler_source_url
+            message = (
+                f"the catalogue at CRAWLER_SOURCE_URL ({source}) loops: page {page_url} has next"
+                f" {next_url}, already read in this pass; the pass ends here"
+            )
+            log.error("%s", message)
+            await store.record_error(message)
+            return None
+        if next_url is None:
+            log.info("reached the end of the catalogue (pass %d)", pass_number)
+        return next_url
+
+    async def page_missing(self, store: CountStore, page_url: str) -> None:
+        """Past the end: the catalogue shrank under us, or the source URL is wrong."""
+        message = f"catalogue page {page_url} does not exist"
+        if page_url == first_page_url(self.settings.crawler_source_url):
+            message += ": is CRAWLER_SOURCE_URL a Gutendex catalogue?"
+            await store.record_error(message)
+        log.warning("%s; the pass ends here", message)
+
+    async def page_unavailable(self, store: CountStore, page_url: str, exc: CatalogueUnavailable) -> None:
+        """Recorded and said; the caller waits ``page_retry`` before the page is tried again."""
+        if exc.not_a_catalogue:
+            # It answers, with something else (a web site, another API): most likely misconfigured.
+            source = self.settings.crawler_source_url
+            message = f"catalogue page {page_url} is {exc}: check CRAWLER_SOURCE_URL ({source})"
+            log.error("%s; trying again in %.0f s", message, self._page_retry)
+        else:
+            message = f"catalogue page {page_url}: {exc}"
+            log.warning(
+                "catalogue page %s unavailable: %s; trying again in %.0f s", page_url, exc, self._page_retry
+            )
+        await store.record_error(message)
+        self.state = "retrying"
 
     async def _recount_stale(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
         """Books counted with other keywords: count them again for the current ones, first."""

@@ -36,9 +36,6 @@ IDLE_POLL_SECONDS = 1.0
 
 
 async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutendex: Gutendex) -> None:
-    # Here, not at the top: crawl.py imports this module.
-    from .crawl import _page_key
-
     source = crawl.settings.crawler_source_url
     first_page = first_page_url(source)
     position = await store.position()
@@ -101,25 +98,11 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
             await crawl._sleep(IDLE_POLL_SECONDS)
             continue
         crawl.state = "crawling"
-        page = await _read_page(crawl, store, fleet, gutendex, page_url, first_page)
+        page = await _read_page(crawl, store, fleet, gutendex, page_url)
         if page is None:
             continue
-        read_this_pass.add(_page_key(page_url))
-        if page.count is not None and page.count != crawl._books_total:
-            await store.record_books_total(page.count)
-            crawl._books_total = page.count
+        next_url = await crawl.page_read(store, page, page_url, read_this_pass, position.pass_number)
         listed = await _books_to_list(crawl, store, page, position.pass_number)
-        next_url = page.next_url
-        if next_url is not None and _page_key(next_url) in read_this_pass:
-            message = (
-                f"the catalogue at CRAWLER_SOURCE_URL ({source}) loops: page {page_url} has next"
-                f" {next_url}, already read in this pass; the pass ends here"
-            )
-            log.error("%s", message)
-            await store.record_error(message)
-            next_url = None
-        elif next_url is None:
-            log.info("reached the end of the catalogue (pass %d)", position.pass_number)
         try:
             await fleet.page_read(page_url, next_url, listed, position.pass_number, crawl.keywords)
         except LeaseLost as exc:
@@ -127,7 +110,7 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
 
 
 async def _read_page(
-    crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutendex: Gutendex, page_url: str, first_page: str
+    crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutendex: Gutendex, page_url: str
 ) -> CataloguePage | None:
     """The page, read under the cursor's lease; None if it was dealt with otherwise (the
     catalogue ended there, or it failed and this replica waited before it is tried again)."""
@@ -137,28 +120,14 @@ async def _read_page(
         async with fleet.holding_page(page_url):
             return await crawl._request(functools.partial(gutendex.page, page_url))
     except PageNotFound:
-        message = f"catalogue page {page_url} does not exist"
-        if page_url == first_page:
-            message += ": is CRAWLER_SOURCE_URL a Gutendex catalogue?"
-            await store.record_error(message)
-        log.warning("%s; the pass ends here", message)
+        await crawl.page_missing(store, page_url)
         try:
             await fleet.page_read(page_url, None, [], (await store.position()).pass_number, crawl.keywords)
         except LeaseLost as exc:
             log.warning("%s", exc)
         return None
     except CatalogueUnavailable as exc:
-        source = crawl.settings.crawler_source_url
-        if exc.not_a_catalogue:
-            message = f"catalogue page {page_url} is {exc}: check CRAWLER_SOURCE_URL ({source})"
-            log.error("%s; trying again in %.0f s", message, crawl._page_retry)
-        else:
-            message = f"catalogue page {page_url}: {exc}"
-            log.warning(
-                "catalogue page %s unavailable: %s; trying again in %.0f s", page_url, exc, crawl._page_retry
-            )
-        await store.record_error(message)
-        crawl.state = "retrying"
+        await crawl.page_unavailable(store, page_url, exc)
         # Kept through the wait: the other replicas don't hammer the failing page meanwhile.
         await fleet.claim_page(page_url, crawl._page_retry + fleet.lease_seconds)
         await crawl._sleep(crawl._page_retry)

@@ -171,7 +171,7 @@ async def test_the_page_cursor_is_read_by_one_replica_at_a_time(replicas: list[P
 
 async def test_request_slots_are_spaced_across_replicas(replicas: list[PostgresCountStore]) -> None:
     fleets = [fleet_of(store) for store in replicas]
-    delay = 0.2
+    delay = 0.3
     starts: list[float] = []
 
     async def request(fleet: CrawlFleet) -> None:
@@ -182,7 +182,10 @@ async def test_request_slots_are_spaced_across_replicas(replicas: list[PostgresC
     await asyncio.gather(*(request(fleet) for fleet in fleets))
     starts.sort()
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert len(starts) == 8 and min(gaps) >= delay - 0.03, gaps
+    # Times taken after each turn returns: a turn woken late shortens the gap after it by
+    # its lateness (the fleet's slots themselves are spaced); 0.1 s covers a busy machine.
+    assert len(starts) == 8 and min(gaps) >= delay - 0.1, gaps
+    assert sum(gaps) / len(gaps) >= delay - 0.01, gaps
 
 
 async def test_two_crawlers_on_one_database_count_each_book_once(

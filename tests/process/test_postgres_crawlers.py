@@ -124,7 +124,9 @@ def test_two_crawlers_share_the_walk_count_each_book_once_and_keep_the_fleets_pa
         f"smallest gap {min(gaps):.3f} s, median {sorted(gaps)[len(gaps) // 2]:.3f} s"
     )
     # The fleet's pace, not each crawler's: two crawlers must not ask twice as often.
-    assert min(gaps) >= delay - 0.05, gaps
+    # Arrival times at the catalogue: a crawler sending late after its turn shortens the gap
+    # after it (the turns themselves are spaced), hence the margin for a busy machine.
+    assert min(gaps) >= delay - 0.1, gaps
 
 
 def test_a_crawler_killed_mid_book_leaves_it_to_the_other_after_the_lease(
