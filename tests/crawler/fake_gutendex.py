@@ -77,6 +77,8 @@ class FakeGutendex:
         # Whole bodies served per file: a book counted twice would show here.
         self.served: Counter[str] = Counter()
         self.base_url = ""
+        # The loop serving it when it runs in a thread (tests/process), to open gates from outside.
+        self.loop: asyncio.AbstractEventLoop | None = None
         # Paths whose trickle the client gave up on (it closed the connection).
         self.abandoned: Counter[str] = Counter()
         # Page number -> the path its ``next`` points to instead (a catalogue that loops).

@@ -44,6 +44,7 @@ def fake_gutendex_thread() -> Iterator[FakeGutendex]:
         asyncio.set_event_loop(loop)
         fake = FakeGutendex(sample_books(), page_size=3)
         fake.base_url = f"http://127.0.0.1:{port}"
+        fake.loop = loop
         runner = web.AppRunner(fake.app())
         loop.run_until_complete(runner.setup())
         loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())

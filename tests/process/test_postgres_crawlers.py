@@ -7,11 +7,9 @@ catalogue spaced by CRAWLER_DELAY_SECONDS; an unusable database at start is one 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,49 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from tests.crawler.conftest import SAMPLE_COUNTS, SAMPLE_TEXT_FILES, sample_books
+from tests.crawler.conftest import SAMPLE_COUNTS, SAMPLE_TEXT_FILES
 from tests.crawler.fake_gutendex import TRICKLE, FakeGutendex
-from tests.process.test_crawler_processes import http_json, wait_for_status
+from tests.process.test_crawler_processes import fake_gutendex_thread, http_json, wait_for_status
 from tests.support.postgres import PASSWORD, PostgresServer
 from tests.support.processes import REPO, RunningRole, free_port, role_env, running_role
 
 pytestmark = pytest.mark.process
 
 LEASE_SECONDS = 3.0
-
-
-@contextmanager
-def fake_catalogue() -> Iterator[tuple[FakeGutendex, asyncio.AbstractEventLoop]]:
-    """The fake catalogue with the sample books on 127.0.0.1, on its own event loop in a thread
-    (and that loop, to open its gates from here)."""
-    port = free_port()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    def serve() -> None:
-        loop = asyncio.new_event_loop()
-        fake = FakeGutendex(sample_books(), page_size=3)
-        fake.base_url = f"http://127.0.0.1:{port}"
-        runner = web.AppRunner(fake.app())
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        stop = asyncio.Event()
-        holder.update(fake=fake, loop=loop, stop=stop)
-        ready.set()
-        loop.run_until_complete(stop.wait())
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, name="fake-catalogue", daemon=True)
-    thread.start()
-    assert ready.wait(10), "the fake catalogue did not start"
-    try:
-        yield holder["fake"], holder["loop"]
-    finally:
-        holder["loop"].call_soon_threadsafe(holder["stop"].set)
-        thread.join(10)
 
 
 @contextmanager
@@ -99,11 +64,12 @@ def test_two_crawlers_share_the_walk_count_each_book_once_and_keep_the_fleets_pa
 ) -> None:
     delay = 0.4
     url = postgres_server.url(postgres_server.create_database())
-    with fake_catalogue() as (catalogue, loop):
+    with fake_gutendex_thread() as catalogue:
         # The walk starts once both are up (a process takes seconds to start on a busy machine).
         gate = catalogue.hold("/books/")
         with crawlers(tmp_path, url, catalogue, delay) as pair:
-            loop.call_soon_threadsafe(gate.set)
+            assert catalogue.loop is not None
+            catalogue.loop.call_soon_threadsafe(gate.set)
             for crawler in pair:
                 wait_for_status(f"{crawler.url}/status", lambda s: s["state"] == "waiting", timeout=60)
             assert_counted_once_and_exact(pair)
@@ -134,7 +100,7 @@ def test_a_crawler_killed_mid_book_leaves_it_to_the_other_after_the_lease(
 ) -> None:
     url = postgres_server.url(postgres_server.create_database())
     slow = "/files/1342.txt"
-    with fake_catalogue() as (catalogue, _):
+    with fake_gutendex_thread() as catalogue:
         # The first download of this book trickles a byte a second: it is mid-download when killed.
         catalogue.fail(slow, TRICKLE)
         with crawlers(tmp_path, url, catalogue, 0.0) as pair:
