@@ -8,8 +8,6 @@ catalogue spaced by CRAWLER_DELAY_SECONDS; an unusable database at start is one 
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,8 +19,8 @@ import pytest
 from tests.crawler.conftest import SAMPLE_COUNTS, SAMPLE_TEXT_FILES
 from tests.crawler.fake_gutendex import TRICKLE, FakeGutendex
 from tests.process.test_crawler_processes import fake_gutendex_thread, http_json, wait_for_status
-from tests.support.postgres import PASSWORD, PostgresServer
-from tests.support.processes import REPO, RunningRole, free_port, role_env, running_role
+from tests.support.postgres import PostgresServer
+from tests.support.processes import RunningRole, running_role
 
 pytestmark = pytest.mark.process
 
@@ -130,33 +128,3 @@ def test_a_crawler_killed_mid_book_leaves_it_to_the_other_after_the_lease(
     assert finished_after >= LEASE_SECONDS * 2 / 3 - 0.5
     assert catalogue.requests[slow] == 2 and catalogue.served["1342.txt"] == 1
     assert catalogue.served == {name: 1 for name in SAMPLE_TEXT_FILES}
-
-
-@pytest.mark.parametrize(
-    "mangle, status",
-    [
-        # the password is wrong: the server refuses; the line names the variable, masked
-        (lambda url: url.replace(PASSWORD, "wrong-pw"), 1),
-        # nothing listens on that port
-        (lambda url: url.replace(url.split(":")[-1].split("/")[0], "1"), 1),
-        # not a PostgreSQL URL at all: refused as a setting, and still masked
-        (lambda url: url.replace("postgresql://", "mysql://").replace(PASSWORD, "wrong-pw"), 2),
-    ],
-)
-def test_an_unusable_database_at_start_is_one_masked_line_and_an_exit(
-    postgres_server: PostgresServer, mangle: Any, status: int
-) -> None:
-    url = mangle(postgres_server.url("postgres"))
-    result = subprocess.run(
-        [sys.executable, "-m", "synergychat", "--role", "crawler"],
-        cwd=REPO,
-        env=role_env({"CRAWLER_DATABASE_URL": url, "CRAWLER_PORT": str(free_port())}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == status, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert "CRAWLER_DATABASE_URL=" in last and ":***@" in last, last
-    assert "wrong-pw" not in result.stderr and PASSWORD not in result.stderr

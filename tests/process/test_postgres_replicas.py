@@ -25,7 +25,7 @@ import pytest
 
 from tests.process.test_api_durability import Writers, post, readyz
 from tests.support.postgres import PASSWORD, PostgresServer, wait_for_server
-from tests.support.processes import REPO, RunningRole, role_env, running_role
+from tests.support.processes import REPO, RunningRole, free_port, role_env, running_role
 
 pytestmark = pytest.mark.process
 
@@ -193,6 +193,7 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_restart(
         assert all(api.process.poll() is None for api in apis)
 
 
+@pytest.mark.parametrize("role, variable", [("api", "API_DATABASE_URL"), ("crawler", "CRAWLER_DATABASE_URL")])
 @pytest.mark.parametrize(
     "mangle, status",
     [
@@ -205,13 +206,13 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_restart(
     ],
 )
 def test_an_unusable_database_at_start_is_one_masked_line_and_an_exit(
-    postgres_server: PostgresServer, mangle: object, status: int
+    postgres_server: PostgresServer, role: str, variable: str, mangle: object, status: int
 ) -> None:
     url = mangle(postgres_server.url("postgres"))  # type: ignore[operator]
     result = subprocess.run(
-        [sys.executable, "-m", "synergychat", "--role", "api"],
+        [sys.executable, "-m", "synergychat", "--role", role],
         cwd=REPO,
-        env=role_env({"API_DATABASE_URL": url}),
+        env=role_env({variable: url, f"{role.upper()}_PORT": str(free_port())}),
         capture_output=True,
         text=True,
         timeout=30,
@@ -219,5 +220,5 @@ def test_an_unusable_database_at_start_is_one_masked_line_and_an_exit(
     )
     assert result.returncode == status, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "API_DATABASE_URL=" in last and ":***@" in last, last
+    assert f"{variable}=" in last and ":***@" in last, last
     assert "wrong-pw" not in result.stderr and PASSWORD not in result.stderr
