@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,30 @@ def sweep_leftovers(env: Mapping[str, str]) -> None:
         stale = [name for name in names if owner_is_gone(name)]
         if stale:
             run([*removals[kind], *stale], env=env, check=False)
+
+
+@contextmanager
+def compose_up(project: str, files: Sequence[Path], env: Mapping[str, str], log_lines: int) -> Iterator[None]:
+    """``podman-compose up -d`` of ``files`` as ``project``; after: its last log lines, ``down -v``,
+    and a failure if any container or volume of the project is left."""
+    compose = [tool("podman-compose"), "-p", project]
+    for file in files:
+        compose += ["-f", str(file)]
+    try:
+        # Builds the nginx image on the local base if it is missing; the others exist.
+        run([*compose, "up", "-d"], env=env, timeout=300)
+        yield
+    finally:
+        print(run([*compose, "logs", "--tail", str(log_lines)], env=env, check=False).stdout)
+        run([*compose, "down", "-v", "-t", "2"], env=env, check=False, timeout=120)
+        label = f"label=io.podman.compose.project={project}"
+        leftovers = run(
+            [tool("podman"), "ps", "-a", "--filter", label, "-q"], env=env, check=False
+        ).stdout.split()
+        volumes = run(
+            [tool("podman"), "volume", "ls", "-q", "--filter", label], env=env, check=False
+        ).stdout.split()
+        assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from .conftest import (
     NGINX_IMAGE,
     OWNER,
     REPO,
+    compose_up,
     free_port,
     run,
     tool,
@@ -77,27 +78,9 @@ def nginx_stack(
         "CERT_DIR": str(certs),
     }
     project = f"{OWNER}nginx"
-    compose = [tool("podman-compose"), "-p", project]
-    for file in (REPO / "compose.yaml", REPO / "compose.nginx.yaml", test_file):
-        compose += ["-f", str(file)]
-    try:
-        # Builds the nginx image on the local base if it is missing; the app image exists.
-        run([*compose, "up", "-d"], env=env, timeout=300)
+    files = (REPO / "compose.yaml", REPO / "compose.nginx.yaml", test_file)
+    with compose_up(project, files, env, log_lines=40):
         yield http_port, https_port, project
-    finally:
-        print(run([*compose, "logs", "--tail", "40"], env=env, check=False).stdout)
-        run([*compose, "down", "-v", "-t", "2"], env=env, check=False, timeout=120)
-        leftovers = run(
-            [tool("podman"), "ps", "-a", "--filter", f"label=io.podman.compose.project={project}", "-q"],
-            env=env,
-            check=False,
-        ).stdout.split()
-        volumes = run(
-            [tool("podman"), "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={project}"],
-            env=env,
-            check=False,
-        ).stdout.split()
-        assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
 
 
 def container_of(project: str, service: str) -> str:

@@ -34,6 +34,7 @@ from .conftest import (
     NGINX_IMAGE,
     OWNER,
     REPO,
+    compose_up,
     free_port,
     run,
     tool,
@@ -91,33 +92,8 @@ def scale_stack(
         "HTTP_HOST_PORT": str(port),
     }
     project = f"{OWNER}scale"
-    compose = [
-        tool("podman-compose"),
-        "-p",
-        project,
-        "-f",
-        str(REPO / "compose.scale.yaml"),
-        "-f",
-        str(test_file),
-    ]
-    try:
-        # Builds the nginx image on the local base if it is missing; the others exist.
-        run([*compose, "up", "-d"], env=env, timeout=300)
+    with compose_up(project, (REPO / "compose.scale.yaml", test_file), env, log_lines=30):
         yield Stack(f"http://127.0.0.1:{port}", project, env)
-    finally:
-        print(run([*compose, "logs", "--tail", "30"], env=env, check=False).stdout)
-        run([*compose, "down", "-v", "-t", "2"], env=env, check=False, timeout=120)
-        leftovers = run(
-            [tool("podman"), "ps", "-a", "--filter", f"label=io.podman.compose.project={project}", "-q"],
-            env=env,
-            check=False,
-        ).stdout.split()
-        volumes = run(
-            [tool("podman"), "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={project}"],
-            env=env,
-            check=False,
-        ).stdout.split()
-        assert not leftovers and not volumes, f"compose down left {leftovers} {volumes}"
 
 
 @dataclass
