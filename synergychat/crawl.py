@@ -318,14 +318,21 @@ class Crawl:
     ) -> None:
         if not await store.needs_counting(entry.id, self.keywords, pass_number):
             return
+        book = await self.countable(store, entry, pass_number)
+        if book is not None:
+            await self._count(store, gutendex, book, pass_number)
+        await self._measure(store)
+
+    async def countable(
+        self, store: CountStore, entry: CatalogueBook, pass_number: int
+    ) -> CountedBook | None:
+        """The book to download, or None when it has no plain text (recorded as skipped here)."""
         if entry.text is None:
             log.info("book %d (%s) has no plain text: skipped", entry.id, entry.title)
             await store.save_skip(entry.id, entry.title, "no plain text", pass_number)
             self.metrics.books_skipped.inc()
-        else:
-            book = CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
-            await self._count(store, gutendex, book, pass_number)
-        await self._measure(store)
+            return None
+        return CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
 
     async def _count(
         self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int

@@ -142,12 +142,9 @@ async def _books_to_list(
     for entry in page.books:
         if not await store.needs_counting(entry.id, crawl.keywords, pass_number):
             continue
-        if entry.text is None:
-            log.info("book %d (%s) has no plain text: skipped", entry.id, entry.title)
-            await store.save_skip(entry.id, entry.title, "no plain text", pass_number)
-            crawl.metrics.books_skipped.inc()
-            continue
-        listed.append(CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset))
+        book = await crawl.countable(store, entry, pass_number)
+        if book is not None:
+            listed.append(book)
     return listed
 
 
