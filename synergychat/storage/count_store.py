@@ -177,6 +177,8 @@ class CrawlFleet(Protocol):
         moved past ``pass_number`` (or started on ``source_url``). True if this one did."""
         ...
 
-    async def request_turn(self, delay_seconds: float) -> None:
+    async def request_turn(self, delay_seconds: float) -> float:
         """Return when this crawler may make the fleet's next request to the catalogue: at least
-        ``delay_seconds`` after the previous one (of any crawler) was let go."""
+        ``delay_seconds`` after the previous one (of any crawler) was let go. The answer is the
+        moment this turn was let go, in seconds since the epoch on the database's clock (the
+        fleet's one clock)."""

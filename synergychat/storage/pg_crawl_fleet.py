@@ -260,7 +260,7 @@ class PostgresCrawlFleet:
             )
         return started is not None
 
-    async def request_turn(self, delay_seconds: float) -> None:
+    async def request_turn(self, delay_seconds: float) -> float:
         # The pace row stays locked from the look until the wait is over: the replicas queue
         # on the lock, and each next one reads the time the previous one set as it went. A
         # late wake-up delays the fleet's next request, never brings it closer.
@@ -273,8 +273,9 @@ class PostgresCrawlFleet:
             )
             if wait > 0:
                 await asyncio.sleep(wait)
-            await conn.execute(
+            granted: float = await conn.fetchval(
                 "UPDATE crawl_pace SET next_request_at = clock_timestamp() + make_interval(secs => $1::float8)"
-                " WHERE id = 1",
+                " WHERE id = 1 RETURNING extract(epoch FROM next_request_at)::float8 - $1::float8",
                 delay_seconds,
             )
+        return granted

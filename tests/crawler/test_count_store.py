@@ -172,20 +172,19 @@ async def test_the_page_cursor_is_read_by_one_replica_at_a_time(replicas: list[P
 async def test_request_slots_are_spaced_across_replicas(replicas: list[PostgresCountStore]) -> None:
     fleets = [fleet_of(store) for store in replicas]
     delay = 0.3
-    starts: list[float] = []
+    granted: list[float] = []
 
     async def request(fleet: CrawlFleet) -> None:
         for _ in range(4):
-            await fleet.request_turn(delay)
-            starts.append(time.monotonic())
+            granted.append(await fleet.request_turn(delay))
 
     await asyncio.gather(*(request(fleet) for fleet in fleets))
-    starts.sort()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    # Times taken after each turn returns: a turn woken late shortens the gap after it by
-    # its lateness (the fleet's slots themselves are spaced); 0.1 s covers a busy machine.
-    assert len(starts) == 8 and min(gaps) >= delay - 0.1, gaps
-    assert sum(gaps) / len(gaps) >= delay - 0.01, gaps
+    granted.sort()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(granted)]
+    # The turns as the fleet let them go, on the database's clock: spaced by the delay exactly
+    # (a turn woken late only moves the ones after it later). When each caller then gets to
+    # send depends on its own process; the process test measures arrivals at the catalogue.
+    assert len(granted) == 8 and min(gaps) >= delay - 0.001, gaps
 
 
 async def test_two_crawlers_on_one_database_count_each_book_once(

@@ -87,10 +87,14 @@ def test_two_crawlers_share_the_walk_count_each_book_once_and_keep_the_fleets_pa
         f"\n{len(starts)} catalogue requests from 2 crawlers at CRAWLER_DELAY_SECONDS={delay}: "
         f"smallest gap {min(gaps):.3f} s, median {sorted(gaps)[len(gaps) // 2]:.3f} s"
     )
-    # The fleet's pace, not each crawler's: two crawlers must not ask twice as often.
-    # Arrival times at the catalogue: a crawler sending late after its turn shortens the gap
-    # after it (the turns themselves are spaced), hence the margin for a busy machine.
-    assert min(gaps) >= delay - 0.1, gaps
+    # The fleet's pace, not each crawler's: two crawlers must not ask twice as often. These
+    # are arrival times at the catalogue: a crawler that sends late after its turn (a busy
+    # machine) shortens the one gap after it, and the turns themselves are spaced exactly
+    # (test_count_store checks them on the database's clock). So the typical gap and the
+    # whole run's span hold the pace; no single gap is asked to.
+    median_gap = sorted(gaps)[len(gaps) // 2]
+    assert median_gap >= delay - 0.05, gaps
+    assert starts[-1] - starts[0] >= len(gaps) * delay - 0.25, gaps
 
 
 def test_a_crawler_killed_mid_book_leaves_it_to_the_other_after_the_lease(
