@@ -57,6 +57,10 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    # The server's CPU time (every thread, user and system) per request answered: steadier
+    # than req/s on a machine whose cores are shared (a VM), since time stolen isn't counted.
+    cpu_us: float = math.nan
 
 
 def free_port() -> int:
@@ -67,6 +71,12 @@ def free_port() -> int:
 
 def pinned(core: int | None, command: Sequence[str]) -> list[str]:
     return ["taskset", "-c", str(core), *command] if core is not None else list(command)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of ``pid``, all threads, so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -158,7 +168,8 @@ def parse_wrk(output: str) -> Result:
         errors += int(match.group(1))
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output):
         errors += sum(int(group) for group in match.groups())
-    return Result(rate, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    return Result(rate, p50, p99, errors, requests)
 
 
 class Load:
@@ -172,7 +183,14 @@ class Load:
     def tool(self) -> str:
         return "wrk" if self.wrk else "its own aiohttp client (wrk is not installed)"
 
-    def once(self, url: str, post: bool) -> Result:
+    def once(self, url: str, post: bool, pid: int) -> Result:
+        cpu_before = cpu_seconds(pid)
+        result = self._drive(url, post)
+        if result.requests:
+            result.cpu_us = (cpu_seconds(pid) - cpu_before) / result.requests * 1e6
+        return result
+
+    def _drive(self, url: str, post: bool) -> Result:
         if self.wrk:
             command = [self.wrk, "-t1", f"-c{self.connections}", f"-d{self.seconds:g}s", "--latency", url]
             if post:
@@ -193,21 +211,32 @@ class Load:
         output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
         return Result(*json.loads(output))
 
-    def median(self, url: str, post: bool = False) -> Result:
-        results = [self.once(url, post) for _ in range(self.runs)]
+    def median(self, url: str, pid: int, post: bool = False) -> Result:
+        results = [self.once(url, post, pid) for _ in range(self.runs)]
         return Result(
             statistics.median(r.rate for r in results),
             statistics.median(r.p50_ms for r in results),
             statistics.median(r.p99_ms for r in results),
             sum(r.errors for r in results),
+            sum(r.requests for r in results),
+            statistics.median(r.cpu_us for r in results),
         )
 
 
-def row(stored: str, what: str, result: Result, ceiling: float | None, rss: float) -> str:
-    ratio = f"{result.rate / ceiling:.2f}" if ceiling else "-"
+@dataclass
+class Ceilings:
+    """aiohttp's hello world on asyncio's loop (the ceiling the goals are set against) and on
+    uvloop (what the same loop as ours reaches)."""
+
+    asyncio: Result
+    uvloop: Result
+
+
+def row(stored: str, what: str, result: Result, ceilings: Ceilings, rss: float) -> str:
     return (
         f"{stored:>9} {what:<34} {result.rate:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
-        f" {ratio:>9} {rss:>7.0f} {result.errors:>6}"
+        f" {result.rate / ceilings.asyncio.rate:>7.2f} {result.rate / ceilings.uvloop.rate:>7.2f}"
+        f" {result.cpu_us:>7.0f} {rss:>7.0f} {result.errors:>6}"
     )
 
 
@@ -276,7 +305,24 @@ def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int
 
 
 def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
-    lines = []
+    # The floor on this machine, in the same run: aiohttp's hello world, spawn to its first 200.
+    hello_times, hello_rss = [], []
+    for _ in range(runs):
+        port = free_port()
+        command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)]
+        process = subprocess.Popen(
+            pinned(core, command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            hello_times.append(wait_ready(f"http://127.0.0.1:{port}/", process))
+            time.sleep(1)
+            hello_rss.append(rss_mb(process.pid))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(15)
+    hello_ms = statistics.median(hello_times) * 1000
+    hello_line = f"{'hello':>8}: cold start to ready {hello_ms:5.0f} ms, idle RSS {statistics.median(hello_rss):4.0f} MB"
+    lines = [hello_line + " (aiohttp's hello world: the floor)"]
     dead_catalogue = f"http://127.0.0.1:{free_port()}"
     for role in ("web", "api", "crawler", "all"):
         times, rss = [], []
@@ -305,8 +351,10 @@ def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(15)
+        ms = statistics.median(times) * 1000
         lines.append(
-            f"{role:>8}: cold start to ready {statistics.median(times) * 1000:5.0f} ms, idle RSS {statistics.median(rss):4.0f} MB"
+            f"{role:>8}: cold start to ready {ms:5.0f} ms ({ms / hello_ms:.2f} × hello),"
+            f" idle RSS {statistics.median(rss):4.0f} MB"
         )
     return lines
 
@@ -347,21 +395,18 @@ def main() -> None:
             f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}"
         )
         print(
-            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ceiling':>9} {'RSS MB':>7} {'errors':>6}"
+            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷hello':>7} {'÷uvhello':>7}"
+            f" {'CPU µs':>7} {'RSS MB':>7} {'errors':>6}"
         )
-
-        port = free_port()
-        with server(
-            [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)],
-            f"http://127.0.0.1:{port}/",
-            {},
-            server_core,
-        ) as hello:
-            ceiling = load.median(f"http://127.0.0.1:{port}/")
-            print(
-                row("-", "aiohttp hello world (ceiling)", ceiling, ceiling.rate, rss_mb(hello.pid)),
-                flush=True,
-            )
+        hellos = {}
+        for loop in ("asyncio", "uvloop"):
+            port = free_port()
+            command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port), loop]
+            with server(command, f"http://127.0.0.1:{port}/", {}, server_core) as hello:
+                hellos[loop] = (load.median(f"http://127.0.0.1:{port}/", hello.pid), rss_mb(hello.pid))
+        ceilings = Ceilings(hellos["asyncio"][0], hellos["uvloop"][0])
+        for loop, (result, rss) in hellos.items():
+            print(row("-", f"aiohttp hello world ({loop})", result, ceilings, rss), flush=True)
 
         sizes = [int(value) for value in args.sizes.split(",") if value]
         first_size = sizes[0] if sizes else None
@@ -378,18 +423,20 @@ def main() -> None:
                     ("GET /messages?before= (middle)", f"/messages?before={max(size // 2, 1)}", False),
                     ("POST /messages (durable)", "/messages", True),
                 ):
-                    result = load.median(url + path, post)
-                    print(row(label, what, result, ceiling.rate, rss_mb(api.pid)), flush=True)
+                    result = load.median(url + path, api.pid, post)
+                    print(row(label, what, result, ceilings, rss_mb(api.pid)), flush=True)
             if size == first_size:
-                # The access log's share: the same api with ACCESS_LOG=false.
-                quiet_env = {**api_env(port, db), "ACCESS_LOG": "false"}
-                with server(api_command(), url + "/readyz", quiet_env, server_core) as api:
-                    for what, path, post in (
-                        ("GET /messages, ACCESS_LOG=false", "/messages", False),
-                        ("POST /messages, ACCESS_LOG=false", "/messages", True),
-                    ):
-                        result = load.median(url + path, post)
-                        print(row(label, what, result, ceiling.rate, rss_mb(api.pid)), flush=True)
+                # The access log's share (ACCESS_LOG=false), and uvloop's (EVENT_LOOP=asyncio).
+                for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio"):
+                    variable, _, value = setting.partition("=")
+                    env = {**api_env(port, db), variable: value}
+                    with server(api_command(), url + "/readyz", env, server_core) as api:
+                        for what, post in (("GET /messages", False), ("POST /messages", True)):
+                            result = load.median(url + "/messages", api.pid, post)
+                            print(
+                                row(label, f"{what}, {setting}", result, ceilings, rss_mb(api.pid)),
+                                flush=True,
+                            )
             if args.original_api:
                 seed_original_json(tmp / "original.json", size)
                 env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}
@@ -398,8 +445,8 @@ def main() -> None:
                         ("original: GET /messages (all)", False),
                         ("original: POST /messages", True),
                     ):
-                        result = load.median(url + "/messages", post)
-                        print(row(label, what, result, ceiling.rate, rss_mb(original.pid)), flush=True)
+                        result = load.median(url + "/messages", original.pid, post)
+                        print(row(label, what, result, ceilings, rss_mb(original.pid)), flush=True)
 
         print("\nlive fan-out (a message every 100 ms; delay from POST sent to arrival on every stream)")
         for streams in (int(value) for value in args.streams.split(",") if value):

@@ -19,6 +19,8 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 def fail(message: str, status: int = 2) -> NoReturn:
     from .logs import fatal_line
 
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # the lines before it come before it
     print(fatal_line(message), file=sys.stderr)
     raise SystemExit(status)
 
@@ -30,6 +32,7 @@ def run_role(argv: list[str]) -> None:
     from pydantic import ValidationError
 
     from .data_ownership import data_paths, prepare_data_paths
+    from .event_loop import loop_factory
     from .logs import setup_logging
     from .roles import PORT_VARIABLES, Role, build_app, listen_port, load_settings
     from .server import serve
@@ -67,15 +70,16 @@ def run_role(argv: list[str]) -> None:
     except StartupError as error:
         fail(str(error), status=1)
     try:
-        asyncio.run(
-            serve(
-                build_app(role, settings),
-                port,
-                server_settings.max_connections,
-                SHUTDOWN_TIMEOUT_SECONDS,
-                server_settings.access_log,
+        with asyncio.Runner(loop_factory=loop_factory(server_settings.event_loop)) as runner:
+            runner.run(
+                serve(
+                    build_app(role, settings),
+                    port,
+                    server_settings.max_connections,
+                    SHUTDOWN_TIMEOUT_SECONDS,
+                    server_settings.access_log,
+                )
             )
-        )
     except StartupError as error:
         fail(str(error), status=1)
     except OSError as error:

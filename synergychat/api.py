@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import keys
+from .access_log import QUIET_ACCESS
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
@@ -21,7 +22,7 @@ from .metrics import API_METRICS, ApiMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
 from .public_progress import CrawlProgressEndpoint
 from .readiness import Checks, healthz, readiness_response
-from .server import MAX_STREAMS, QUIET_ACCESS, CountedWarning
+from .server import MAX_STREAMS, CountedWarning
 from .settings import ApiSettings, StartupError, masked_database_url
 from .storage import CommitOutcomeUnknown, MessageStore, SqliteMessageStore, StoreUnavailable
 from .storage.legacy_import import import_original_messages

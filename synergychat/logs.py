@@ -14,12 +14,16 @@ crawler's lines for those calls carry the same id.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import re
 import secrets
+import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -61,22 +65,113 @@ class JsonLineFormatter(JsonFormatter):
     """python-json-logger's formatter, with the time in ISO 8601 UTC (what log collectors parse)."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso_time(record.created)
+
+
+def iso_time(created: float) -> str:
+    """``created`` (seconds since the epoch) as ISO 8601 UTC to the millisecond."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def json_formatter(role: str) -> JsonLineFormatter:
     return JsonLineFormatter(JSON_FIELDS, rename_fields=JSON_NAMES, static_fields={"role": role})
 
 
+class TextFormatter(logging.Formatter):
+    """The text line, its time written once a second rather than once a line (the same text:
+    ``2026-12-02 02:56:01,825``, local time)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._second_text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return self.time_text(record.created)
+
+    def time_text(self, created: float) -> str:
+        """``created`` (seconds since the epoch) as logging writes it, in local time."""
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+            self._second = second
+        return f"{self._second_text},{int((created - second) * 1000):03d}"
+
+
+class LoopFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that, on an event loop's thread, writes its lines out once per turn of
+    the loop instead of once per line: a busy api logs many access lines a turn, and each
+    write to stderr is a system call. The order of lines is kept, nothing waits longer than
+    the turn, and a WARNING or worse is written at once (a crash's last words)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._flush_due_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as StreamHandler: report it, never raise into the caller
+            self.handleError(record)
+            return
+        if record.levelno < logging.WARNING and self._flush_later():
+            return
+        self.flush()
+
+    def write_line(self, line: str) -> None:
+        """A line formatted already (the access log's), written and flushed as ``emit`` does."""
+        self.acquire()
+        try:
+            self.stream.write(line + self.terminator)
+            if not self._flush_later():
+                self.flush()
+        finally:
+            self.release()
+
+    def _flush_later(self) -> bool:
+        """Arrange a flush at the end of this turn of the running loop; False if there is none."""
+        due_on = self._flush_due_on
+        if due_on is not None and not due_on.is_closed():
+            return True  # already arranged (a loop closed before its turn ended arranges anew)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._flush_due_on = loop
+        loop.call_soon(self._flush_due)
+        return True
+
+    def _flush_due(self) -> None:
+        self._flush_due_on = None
+        self.flush()
+
+
+def stderr_stream() -> TextIO:
+    """stderr, buffered: Python's own ``sys.stderr`` writes out every line as it comes. When
+    it is no real file (a test capturing it), that one is used as it is."""
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return open(
+        descriptor, "w", buffering=1 << 16, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+
+
 def setup_logging(settings: LogSettings, role: str) -> None:
     """Send every log record to stderr, formatted as ``LOG_FORMAT`` says, from ``LOG_LEVEL`` up."""
-    handler = logging.StreamHandler()
+    # What no line here shows, not gathered for every record (logging's own "Optimization"
+    # advice): the calling file and line, thread, process.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = LoopFlushedHandler(stderr_stream())
     if settings.log_format == "json":
         handler.setFormatter(json_formatter(role))
         handler.addFilter(RequestIdFilter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

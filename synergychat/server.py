@@ -11,7 +11,7 @@ here, each done the way nginx does it:
 - a request that isn't HTTP (a 9,000-byte request line, broken headers) is a JSON
   400, logged at DEBUG without a traceback: it is the client's doing;
 - each request observed once, when its response is done: into the request-duration
-  histogram (``metrics.py``) and as one access line (probes and scrapes at DEBUG);
+  histogram (``metrics.py``) and as one access line (``access_log.py``);
 - a request id for each request (the client's ``X-Request-ID`` if acceptable), in
   every log line written for it and in the response's ``X-Request-ID``;
 - a ``Server`` header that names no versions.
@@ -30,15 +30,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from .access_log import ProbeQuietAccessLogger, access_log
+from .event_loop import loop_name
 from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_for
 from .metrics import PROCESS_METRICS, ProcessMetrics
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("synergychat.access")
 
 SERVER_NAME = "synergychat"
 # How many long-lived streams the process may hold: the connection cap less a share kept
@@ -55,12 +55,6 @@ REFUSAL_LOG_SECONDS = 10.0
 # On shutdown: how long a keep-alive connection may still bring a request (answered,
 # with "Connection: close") before the idle ones are closed.
 IDLE_GRACE_SECONDS = 0.5
-# Every role's probes and the metrics scrape, at the root or under a part's prefix
-# (/api/readyz under `all`): every few seconds, forever, so logged at DEBUG only.
-QUIET_SUFFIXES = ("/healthz", "/readyz", "/metrics")
-# A request marked so is logged at DEBUG: refusals at a limit are counted and reported
-# in one line now and then, not one line each.
-QUIET_ACCESS = web.RequestKey("quiet_access", bool)
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 61\r\n"
     b"Retry-After: 5\r\nConnection: close\r\nServer: synergychat\r\n\r\n"
@@ -139,46 +133,6 @@ def report_accept_failures(loop: asyncio.AbstractEventLoop) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
-
-
-class ProbeQuietAccessLogger(AbstractAccessLogger):
-    """Each request, once its response is done: into the request-duration histogram, and
-    one access line at INFO (health probes and metrics scrapes at DEBUG).
-
-    aiohttp calls this for every request anyway, with the response and the duration:
-    observing here costs no middleware and no second timer.
-    """
-
-    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        server = request.protocol._manager
-        if isinstance(server, CappedServer) and server.metrics is not None:
-            server.metrics.observe(request, response.status, time)
-        path = request.path
-        quiet = path.endswith(QUIET_SUFFIXES) or request.get(QUIET_ACCESS, False)
-        level = logging.DEBUG if quiet else logging.INFO
-        if self.logger.isEnabledFor(level):
-            self.logger.log(
-                level,
-                '%s "%s %s" %d %.1fms',
-                request.remote,
-                request.method,
-                request.path_qs,
-                response.status,
-                time * 1000,
-                # The same, as fields of a JSON line (LOG_FORMAT=json); the text line ignores them.
-                extra={
-                    "method": request.method,
-                    "path": path,
-                    "status": response.status,
-                    "duration": round(time, 6),
-                    "remote": request.remote,
-                },
-            )
-
-    @property
-    def enabled(self) -> bool:
-        # Always: the histogram counts every request, whether or not its line is written.
-        return True
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -326,8 +280,9 @@ class ChatAppRunner(web.AppRunner):
         loop = asyncio.get_running_loop()
         waiting: list[socket.socket] = []
         for site in self.sites:
-            server: asyncio.AbstractServer | None = getattr(site, "_server", None)
-            if not isinstance(server, asyncio.Server):
+            # asyncio's Server or uvloop's (which is no asyncio.AbstractServer): both have these.
+            server: Any = getattr(site, "_server", None)
+            if server is None or not hasattr(server, "sockets"):
                 continue
             for listener in server.sockets:
                 waiting += _accept_all(listener)
@@ -413,7 +368,11 @@ async def serve(
         site = web.TCPSite(runner, port=port, backlog=LISTEN_BACKLOG)
         await site.start()
         log.info(
-            "serving on port %d (at most %d connections, %d of them streams)", port, cap, app[MAX_STREAMS]
+            "serving on port %d (at most %d connections, %d of them streams; event loop: %s)",
+            port,
+            cap,
+            app[MAX_STREAMS],
+            loop_name(loop),
         )
         await stop.wait()
         log.info("stopping: no new connections; finishing the requests in flight")

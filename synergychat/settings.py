@@ -88,6 +88,13 @@ class ServerSettings(_Settings):
     max_connections: int = Field(default=10_000, ge=16)
     # One INFO line per request (health probes only at DEBUG); off saves ~15 % of a small request.
     access_log: bool = True
+    # uvloop (the default) or asyncio's own loop; both run everything the same.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @field_validator("event_loop", mode="before")
+    @classmethod
+    def _loop_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class LogSettings(_Settings):

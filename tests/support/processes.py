@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Variables of ours that must not leak from the caller's environment into a test process.
-OWN_PREFIXES = ("ROLE", "WEB_", "API_", "CRAWLER_")
+OWN_PREFIXES = ("ROLE", "WEB_", "API_", "CRAWLER_", "EVENT_LOOP")
 
 
 def free_port() -> int:

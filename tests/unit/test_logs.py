@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import logging
 import sys
@@ -9,7 +11,16 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from synergychat.logs import REQUEST_ID, RequestIdFilter, fatal_line, json_formatter, request_id_for
+from synergychat.logs import (
+    REQUEST_ID,
+    TEXT_FORMAT,
+    LoopFlushedHandler,
+    RequestIdFilter,
+    TextFormatter,
+    fatal_line,
+    json_formatter,
+    request_id_for,
+)
 from synergychat.settings import LogSettings
 
 
@@ -112,3 +123,63 @@ def test_the_last_words_of_a_process_are_plain_in_text_and_json_in_json() -> Non
     finally:
         root.removeHandler(handler)
     assert (parsed["level"], parsed["message"], parsed["role"]) == ("CRITICAL", "WEB_PORT=1: in use", "web")
+
+
+def test_the_text_line_is_logging_s_own_with_its_time_written_once_a_second() -> None:
+    plain, ours = logging.Formatter(TEXT_FORMAT), TextFormatter()
+    lines = [record("one"), record("two")]
+    lines[1].created += 1.5  # into another second
+    lines[1].msecs = (lines[1].created % 1) * 1000
+    for line in [*lines, *lines]:
+        assert ours.format(line) == plain.format(line)
+
+
+class FlushRecordingStream(io.StringIO):
+    """What a reader of the stream would have seen: the text as of the last flush."""
+
+    flushed = ""
+
+    def flush(self) -> None:
+        self.flushed = self.getvalue()
+
+
+def loop_flushed_logger(stream: FlushRecordingStream) -> logging.Logger:
+    handler = LoopFlushedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"synergychat.test.flushed.{id(stream)}")
+    logger.propagate = False
+    logger.handlers = [handler]
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_lines_logged_on_the_loop_are_written_out_together_at_the_end_of_its_turn() -> None:
+    stream = FlushRecordingStream()
+    logger = loop_flushed_logger(stream)
+    logger.info("first")
+    logger.info("second")
+    assert stream.flushed == ""
+    await asyncio.sleep(0)
+    assert stream.flushed == "INFO first\nINFO second\n"
+    logger.info("third")
+    logger.warning("a warning")  # at once, and everything before it with it
+    assert stream.flushed.endswith("INFO third\nWARNING a warning\n")
+    logger.info("fourth")
+    await asyncio.sleep(0)
+    assert stream.flushed.endswith("WARNING a warning\nINFO fourth\n")
+
+
+def test_lines_logged_off_the_loop_are_written_out_at_once() -> None:
+    stream = FlushRecordingStream()
+    logger = loop_flushed_logger(stream)
+    logger.info("no loop here")
+    assert stream.flushed == "INFO no loop here\n"
+    # A loop that closed before its turn ended leaves nothing waiting on it.
+    loop = asyncio.new_event_loop()
+    loop.call_soon(logger.info, "last turn")
+    loop.call_soon(loop.stop)  # the flush it arranged would run in the next turn: none comes
+    loop.run_forever()
+    loop.close()
+    assert stream.flushed == "INFO no loop here\n"
+    logger.info("after the loop")
+    assert stream.flushed.endswith("INFO no loop here\nINFO last turn\nINFO after the loop\n")

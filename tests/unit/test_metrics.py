@@ -15,9 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
+from synergychat.access_log import access_log
 from synergychat.metrics import PROCESS_METRICS, ProcessMetrics
 from synergychat.roles import Role, RoleSettings, build_app
-from synergychat.server import ChatAppRunner, access_log
+from synergychat.server import ChatAppRunner
 from synergychat.settings import ApiSettings, CrawlerSettings, WebSettings
 
 HISTOGRAM = "synergychat_http_request_duration_seconds"

@@ -4,10 +4,13 @@ can't resend it (the rolling restart behind nginx got a 502 for it)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
+import pytest
 from aiohttp import web
 
+from synergychat.event_loop import EventLoopName, loop_factory
 from synergychat.server import ChatAppRunner
 
 WAITING = 20
@@ -17,7 +20,18 @@ async def hello(request: web.Request) -> web.Response:
     return web.Response(text="hello")
 
 
-async def test_connections_waiting_at_the_listener_are_answered_when_stopping() -> None:
+# On both loops a role can run on (their servers differ: uvloop's is no asyncio.Server).
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_connections_waiting_at_the_listener_are_answered_when_stopping(loop_name: EventLoopName) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+        answers = runner.run(answers_after_stopping_with_waiting_connections(loop_name))
+    assert all(answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello") for answer in answers), (
+        answers
+    )
+
+
+async def answers_after_stopping_with_waiting_connections(loop_name: EventLoopName) -> list[bytes]:
+    assert type(asyncio.get_running_loop()).__module__.startswith(loop_name)
     app = web.Application()
     app.router.add_post("/messages", hello)
     runner = ChatAppRunner(app, max_connections=64, shutdown_timeout=5)
@@ -46,6 +60,4 @@ async def test_connections_waiting_at_the_listener_are_answered_when_stopping() 
             except ConnectionResetError:
                 received += b"<reset>"
             answers.append(received)
-    assert all(answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"hello") for answer in answers), (
-        answers
-    )
+    return answers

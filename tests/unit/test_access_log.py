@@ -1,0 +1,105 @@
+"""Access lines written straight to the process's handler are the lines a log record would
+have made, in text and in JSON; with any other handler listening, they are records."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from synergychat.access_log import direct_handler, write_line
+from synergychat.logs import REQUEST_ID, LoopFlushedHandler, RequestIdFilter, TextFormatter, json_formatter
+
+FIELDS = {"method": "GET", "path": "/messages/ünï", "status": 200, "duration": 0.001234, "remote": "10.0.0.7"}
+MESSAGE = '10.0.0.7 "GET /messages/ünï?x=1" 200 1.2ms'
+TEXT_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+@pytest.fixture
+def root_handler() -> Iterator[LoopFlushedHandler]:
+    """The root logger with only a LoopFlushedHandler, as setup_logging leaves it."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    handler = LoopFlushedHandler(io.StringIO())
+    root.handlers = [handler]
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.handlers, _ = saved
+        root.setLevel(saved[1])
+
+
+def by_record(handler: LoopFlushedHandler, level: int) -> str:
+    logger = logging.getLogger("synergychat.access")
+    record = logger.makeRecord(logger.name, level, __file__, 1, "%s", (MESSAGE,), None, extra=FIELDS)
+    assert handler.filter(record)
+    return handler.format(record)
+
+
+def written(handler: LoopFlushedHandler, level: int) -> str:
+    stream = handler.stream
+    assert isinstance(stream, io.StringIO)
+    stream.seek(0)
+    stream.truncate()
+    assert write_line(handler, "synergychat.access", level, MESSAGE, dict(FIELDS))
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_a_text_line_is_the_record_s_line(root_handler: LoopFlushedHandler, level: int) -> None:
+    root_handler.setFormatter(TextFormatter())
+    line = written(root_handler, level)
+    expected = by_record(root_handler, level)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert TEXT_TIME.match(line) and TEXT_TIME.match(expected)
+    assert TEXT_TIME.sub("", line, count=1) == TEXT_TIME.sub("", expected, count=1) + "\n"
+
+
+@pytest.mark.parametrize("request_id", [None, "req-7"])
+def test_a_json_line_is_the_record_s_line(root_handler: LoopFlushedHandler, request_id: str | None) -> None:
+    root_handler.setFormatter(json_formatter("api"))
+    root_handler.addFilter(RequestIdFilter())
+    token = REQUEST_ID.set(request_id)
+    try:
+        line = json.loads(written(root_handler, logging.INFO))
+        expected = json.loads(by_record(root_handler, logging.INFO))
+    finally:
+        REQUEST_ID.reset(token)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line.pop("time"))
+    expected.pop("time")
+    # The same fields, in the same order (collectors don't care; people reading do).
+    assert list(line.items()) == list(expected.items())
+    assert ("request_id" in line) == (request_id is not None)
+
+
+def test_below_the_handler_s_level_nothing_is_written(root_handler: LoopFlushedHandler) -> None:
+    root_handler.setFormatter(TextFormatter())
+    root_handler.setLevel(logging.INFO)
+    assert written(root_handler, logging.DEBUG) == ""
+
+
+def test_any_other_listener_gets_records(root_handler: LoopFlushedHandler) -> None:
+    access = logging.getLogger("synergychat.access")
+    logging.root.handlers = [root_handler]  # pytest's own capture joined it for the test
+    assert direct_handler(access) is root_handler
+    other = logging.StreamHandler(io.StringIO())
+    for add, remove in (
+        (logging.root.addHandler, logging.root.removeHandler),
+        (access.addHandler, access.removeHandler),
+    ):
+        add(other)
+        try:
+            assert direct_handler(access) is None
+        finally:
+            remove(other)
+    # A formatter or filter of someone else's: the caller logs a record instead.
+    root_handler.setFormatter(logging.Formatter("%(message)s"))
+    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, dict(FIELDS))
+    root_handler.setFormatter(TextFormatter())
+    root_handler.addFilter(lambda record: True)
+    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, dict(FIELDS))
