@@ -58,6 +58,8 @@ def confusable_prototype(char: str) -> str:
     return other
 
 
+# A chat has few authors, each posting again and again: their skeletons are kept.
+@functools.lru_cache(maxsize=4096)
 def name_skeletons(name: str) -> frozenset[str]:
     """A name as it reads: two names are look-alikes when they share a skeleton.
 
@@ -126,6 +128,10 @@ async def read_capped_body(
     so, and a body that trickles in slower than ``timeout`` allows (408)."""
     if request.content_length is not None and request.content_length > limit:
         raise ClientError(413, f"request body is larger than {limit} bytes")
+    content = request.content
+    if content.is_eof() and content.total_bytes <= limit:
+        # All of it came with the headers (nearly every chat message): no waiting to cap.
+        return content.read_nowait()
     try:
         async with asyncio.timeout(timeout):
             body = await read_capped(request.content, limit)
