@@ -12,17 +12,17 @@ import functools
 import logging
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from . import keys
-from .api import api_readiness, create_api_app
-from .crawler import Crawler, create_crawler_app
 from .metrics import PROCESS_METRICS, ProcessMetrics
 from .readiness import Readiness
 from .settings import ApiSettings, CrawlerSettings, WebSettings
-from .transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
-from .web import create_web_app
+
+if TYPE_CHECKING:
+    from .transport import CrawlerClient
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +113,27 @@ def listen_port(role: Role, settings: RoleSettings) -> int:
 
 
 def build_app(role: Role, settings: RoleSettings) -> web.Application:
-    """Compose the role's app from the parts' factories. Does no I/O."""
+    """Compose the role's app from the parts' factories. Does no I/O.
+
+    Each part's modules are imported only for a role that runs it: the web role starts
+    without the api's and the crawler's (their databases, validation tables, engines).
+    """
     parts = ROLE_PARTS[role]
     # One registry for the process, whatever it runs; each part adds its own metrics to it.
     metrics = ProcessMetrics(role.value, api=Part.API in parts, crawler=Part.CRAWLER in parts)
-    crawler = Crawler(settings.crawler, metrics=metrics.crawler) if settings.crawler is not None else None
-    crawler_app = create_crawler_app(settings.crawler, crawler) if settings.crawler is not None else None
-    if crawler_app is not None:
+    crawler = crawler_app = None
+    if settings.crawler is not None:
+        from .crawler import Crawler, create_crawler_app
+
+        crawler = Crawler(settings.crawler, metrics=metrics.crawler)
+        crawler_app = create_crawler_app(settings.crawler, crawler)
         metrics.name_routes(crawler_app, Part.CRAWLER.value)
 
     api_app = None
     if settings.api is not None:
+        from .api import api_readiness, create_api_app
+        from .transport import HttpCrawlerClient, InProcessCrawlerClient, NoCrawlerClient
+
         client: CrawlerClient
         transport = crawler_transport(parts, settings.api)
         if transport is CrawlerTransport.IN_PROCESS:
@@ -143,6 +153,8 @@ def build_app(role: Role, settings: RoleSettings) -> web.Application:
         app = api_app or crawler_app
         assert app is not None
         return with_metrics(app, metrics, role.value)
+
+    from .web import create_web_app
 
     root = create_web_app(settings.web)
     # Named before the parts are mounted: their routes keep their own paths (/messages, not

@@ -9,7 +9,6 @@ import unicodedata
 from typing import Annotated, Any
 
 from aiohttp import web
-from confusable_homoglyphs import confusables
 from pydantic import BaseModel, ConfigDict, StrictStr, StringConstraints, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -43,6 +42,10 @@ def confusable_prototype(char: str) -> str:
     prototype, a prototype lists its sources. When two characters list just each other the
     table does not say which one is the prototype, and either can stand for both.
     """
+    # Imported on first use: the table takes ~50 ms and ~7 MB, which the web and crawler
+    # roles never need, and the api only once someone posts.
+    from confusable_homoglyphs import confusables
+
     found = confusables.is_confusable(char, greedy=True)
     if not found:
         return char
@@ -83,7 +86,10 @@ def _skeleton(text: str) -> str:
     )
 
 
-RESERVED_SKELETONS = frozenset().union(*map(name_skeletons, RESERVED_USERNAMES))
+@functools.cache
+def reserved_skeletons() -> frozenset[str]:
+    """The skeletons of the names kept for the bot (made on first use, as the table is loaded)."""
+    return frozenset().union(*map(name_skeletons, RESERVED_USERNAMES))
 
 
 class NewMessage(BaseModel):
@@ -109,7 +115,7 @@ class NewMessage(BaseModel):
             raise PydanticCustomError(
                 "invisible", "must not contain control or invisible formatting characters"
             )
-        if name_skeletons(value) & RESERVED_SKELETONS:
+        if name_skeletons(value) & reserved_skeletons():
             raise PydanticCustomError("reserved", f"{value} is reserved for the bot")
         return value
 
