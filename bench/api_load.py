@@ -1,6 +1,6 @@
 """The api under load, against aiohttp's own ceiling, measured in one run.
 
-Starts aiohttp's hello world (the ceiling) and then a real ``--role api`` on a
+Starts aiohttp's hello world (the ceiling; on asyncio's loop and on uvloop) and a real ``--role api`` on a
 database seeded straight to each size (1k, 100k, 1M messages by default), drives
 each with wrk (or, without wrk, a small aiohttp client: it says which), and
 prints req/s, p50/p99 latency and RSS, with the ratios to the ceiling. Server and
@@ -8,7 +8,8 @@ load generator are pinned to different cores when there are two or more. Then th
 live fan-out: 1,000 and 5,000 open streams, a message posted every 100 ms, the
 delay until every stream has it (p50/p99), the POST's own latency meanwhile, and
 RSS before, with and after the streams. Last, cold start to ready and idle RSS
-of each role. Every figure is the median of ``--runs`` runs.
+of each role beside the hello world's. Every figure is the median of ``--runs`` runs; the
+CPU µs column (the server's CPU time per request) is the steadier figure on a shared machine.
 
     .venv/bin/python bench/api_load.py [--seconds 5] [--runs 3] [--sizes 1000,100000,1000000]
                                        [--streams 1000,5000] [--original-api PATH]
@@ -254,12 +255,18 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
-def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int, messages: int) -> str:
+def fan_out(
+    api_core: int | None, load_core: int | None, tmp: Path, streams: int, messages: int, setting: str = ""
+) -> str:
     port = free_port()
     db = tmp / "fanout.sqlite3"
     seed_sqlite(db, 1000)
     url = f"http://127.0.0.1:{port}"
-    with server(api_command(), url + "/readyz", api_env(port, db), api_core) as api:
+    env = api_env(port, db)
+    if setting:
+        variable, _, value = setting.partition("=")
+        env[variable] = value
+    with server(api_command(), url + "/readyz", env, api_core) as api:
         idle = rss_mb(api.pid)
         clients = subprocess.Popen(
             pinned(
@@ -298,7 +305,7 @@ def fan_out(api_core: int | None, load_core: int | None, tmp: Path, streams: int
     missing = sum(1 for delay in delays if math.isnan(delay))
     delays = [delay for delay in delays if not math.isnan(delay)]
     return (
-        f"{streams:>6} streams: delivery p50 {percentile(delays, 0.5):6.1f} ms  p99 {percentile(delays, 0.99):6.1f} ms"
+        f"{streams:>6} streams{f' ({setting})' if setting else ''}: delivery p50 {percentile(delays, 0.5):6.1f} ms  p99 {percentile(delays, 0.99):6.1f} ms"
         f"  (missed {missing})  POST p50 {percentile(post_ms, 0.5):5.1f} ms  p99 {percentile(post_ms, 0.99):5.1f} ms"
         f"  RSS idle {idle:.0f} MB, with streams {with_streams:.0f} MB, after {after:.0f} MB"
     )
@@ -426,8 +433,9 @@ def main() -> None:
                     result = load.median(url + path, api.pid, post)
                     print(row(label, what, result, ceilings, rss_mb(api.pid)), flush=True)
             if size == first_size:
-                # The access log's share (ACCESS_LOG=false), and uvloop's (EVENT_LOOP=asyncio).
-                for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio"):
+                # The access log's share (ACCESS_LOG=false), uvloop's (EVENT_LOOP=asyncio), and
+                # what glibc's malloc in place of Python's allocator costs (PYTHONMALLOC=malloc).
+                for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio", "PYTHONMALLOC=malloc"):
                     variable, _, value = setting.partition("=")
                     env = {**api_env(port, db), variable: value}
                     with server(api_command(), url + "/readyz", env, server_core) as api:
@@ -449,8 +457,14 @@ def main() -> None:
                         print(row(label, what, result, ceilings, rss_mb(original.pid)), flush=True)
 
         print("\nlive fan-out (a message every 100 ms; delay from POST sent to arrival on every stream)")
-        for streams in (int(value) for value in args.streams.split(",") if value):
+        counts = [int(value) for value in args.streams.split(",") if value]
+        for streams in counts:
             print(fan_out(server_core, load_core, tmp, streams, args.fanout_messages), flush=True)
+        if counts:
+            # Python's small-object allocator keeps arenas a few live objects pin after the
+            # streams close (reused by the next wave); glibc's malloc gives the pages back.
+            most = max(counts)
+            print(fan_out(server_core, load_core, tmp, most, args.fanout_messages, "PYTHONMALLOC=malloc"))
 
         print("\ncold start (spawn to /readyz 200) and idle RSS, per role")
         for line in cold_starts(server_core, tmp, args.runs):
