@@ -21,6 +21,7 @@ same messages as a JSON file (its own format) and measured beside ours.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -212,8 +213,23 @@ class Load:
         output = subprocess.run(pinned(self.core, command), capture_output=True, text=True, check=True).stdout
         return Result(*json.loads(output))
 
+    def paired(self, url: str, pid: int, baseline: Baseline, post: bool = False) -> Measured:
+        """``runs`` runs of ours, each right after one of the hello world's."""
+        pairs = [
+            (self.once(baseline.url, False, baseline.pid), self.once(url, post, pid))
+            for _ in range(self.runs)
+        ]
+        return Measured(
+            self._median([ours for _, ours in pairs]),
+            statistics.median(ours.rate / hello.rate for hello, ours in pairs),
+            statistics.median(hello.cpu_us / ours.cpu_us for hello, ours in pairs),
+        )
+
     def median(self, url: str, pid: int, post: bool = False) -> Result:
-        results = [self.once(url, post, pid) for _ in range(self.runs)]
+        return self._median([self.once(url, post, pid) for _ in range(self.runs)])
+
+    @staticmethod
+    def _median(results: list[Result]) -> Result:
         return Result(
             statistics.median(r.rate for r in results),
             statistics.median(r.p50_ms for r in results),
@@ -225,18 +241,29 @@ class Load:
 
 
 @dataclass
-class Ceilings:
-    """aiohttp's hello world on asyncio's loop (the ceiling the goals are set against) and on
-    uvloop (what the same loop as ours reaches)."""
+class Measured:
+    """A figure and its ratios to the hello world measured beside it: each run of ours is
+    paired with a run of the hello world just before it, and the ratios are the medians of
+    the pairs' ratios (the machine's speed drifts over minutes; a pair shares its moment)."""
 
-    asyncio: Result
-    uvloop: Result
+    result: Result
+    rate_ratio: float  # our req/s ÷ the hello world's
+    cpu_ratio: float  # the hello world's CPU µs per request ÷ ours
 
 
-def row(stored: str, what: str, result: Result, ceilings: Ceilings, rss: float) -> str:
+@dataclass
+class Baseline:
+    """The hello world (asyncio's loop), kept running through the whole benchmark."""
+
+    url: str
+    pid: int
+
+
+def row(stored: str, what: str, measured: Measured, rss: float) -> str:
+    result = measured.result
     return (
         f"{stored:>9} {what:<34} {result.rate:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
-        f" {result.rate / ceilings.asyncio.rate:>7.2f} {result.rate / ceilings.uvloop.rate:>7.2f}"
+        f" {measured.rate_ratio:>7.2f} {measured.cpu_ratio:>7.2f}"
         f" {result.cpu_us:>7.0f} {rss:>7.0f} {result.errors:>6}"
     )
 
@@ -402,59 +429,66 @@ def main() -> None:
             f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}"
         )
         print(
-            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷hello':>7} {'÷uvhello':>7}"
+            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷hello':>7} {'÷h CPU':>7}"
             f" {'CPU µs':>7} {'RSS MB':>7} {'errors':>6}"
         )
-        hellos = {}
-        for loop in ("asyncio", "uvloop"):
+        print(
+            "÷hello: req/s ÷ the hello world's (asyncio) in the run just before; ÷h CPU: its CPU µs"
+            " per request ÷ ours. Medians of the pairs."
+        )
+        # The hello world runs beside everything measured against it, then stops.
+        with contextlib.ExitStack() as stack:
+            hello_port = free_port()
+            hello_command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(hello_port), "asyncio"]
+            hello_url = f"http://127.0.0.1:{hello_port}/"
+            hello = stack.enter_context(server(hello_command, hello_url, {}, server_core))
+            baseline = Baseline(hello_url, hello.pid)
             port = free_port()
-            command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port), loop]
-            with server(command, f"http://127.0.0.1:{port}/", {}, server_core) as hello:
-                hellos[loop] = (load.median(f"http://127.0.0.1:{port}/", hello.pid), rss_mb(hello.pid))
-        ceilings = Ceilings(hellos["asyncio"][0], hellos["uvloop"][0])
-        for loop, (result, rss) in hellos.items():
-            print(row("-", f"aiohttp hello world ({loop})", result, ceilings, rss), flush=True)
+            command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port), "uvloop"]
+            with server(command, f"http://127.0.0.1:{port}/", {}, server_core) as uv_hello:
+                measured = load.paired(f"http://127.0.0.1:{port}/", uv_hello.pid, baseline)
+                print(row("-", "aiohttp hello world (uvloop)", measured, rss_mb(uv_hello.pid)), flush=True)
 
-        sizes = [int(value) for value in args.sizes.split(",") if value]
-        first_size = sizes[0] if sizes else None
-        for size in sizes:
-            db = tmp / "messages.sqlite3"
-            seed_sqlite(db, size)
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            label = f"{size:,}"
-            with server(api_command(), url + "/readyz", api_env(port, db), server_core) as api:
-                for what, path, post in (
-                    ("GET /healthz", "/healthz", False),
-                    ("GET /messages (latest 100)", "/messages", False),
-                    ("GET /messages?before= (middle)", f"/messages?before={max(size // 2, 1)}", False),
-                    ("POST /messages (durable)", "/messages", True),
-                ):
-                    result = load.median(url + path, api.pid, post)
-                    print(row(label, what, result, ceilings, rss_mb(api.pid)), flush=True)
-            if size == first_size:
-                # The access log's share (ACCESS_LOG=false), uvloop's (EVENT_LOOP=asyncio), and
-                # what glibc's malloc in place of Python's allocator costs (PYTHONMALLOC=malloc).
-                for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio", "PYTHONMALLOC=malloc"):
-                    variable, _, value = setting.partition("=")
-                    env = {**api_env(port, db), variable: value}
-                    with server(api_command(), url + "/readyz", env, server_core) as api:
-                        for what, post in (("GET /messages", False), ("POST /messages", True)):
-                            result = load.median(url + "/messages", api.pid, post)
-                            print(
-                                row(label, f"{what}, {setting}", result, ceilings, rss_mb(api.pid)),
-                                flush=True,
-                            )
-            if args.original_api:
-                seed_original_json(tmp / "original.json", size)
-                env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}
-                with server([str(args.original_api)], url + "/healthz", env, server_core) as original:
-                    for what, post in (
-                        ("original: GET /messages (all)", False),
-                        ("original: POST /messages", True),
+            sizes = [int(value) for value in args.sizes.split(",") if value]
+            first_size = sizes[0] if sizes else None
+            for size in sizes:
+                db = tmp / "messages.sqlite3"
+                seed_sqlite(db, size)
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                label = f"{size:,}"
+                with server(api_command(), url + "/readyz", api_env(port, db), server_core) as api:
+                    for what, path, post in (
+                        ("GET /healthz", "/healthz", False),
+                        ("GET /messages (latest 100)", "/messages", False),
+                        ("GET /messages?before= (middle)", f"/messages?before={max(size // 2, 1)}", False),
+                        ("POST /messages (durable)", "/messages", True),
                     ):
-                        result = load.median(url + "/messages", original.pid, post)
-                        print(row(label, what, result, ceilings, rss_mb(original.pid)), flush=True)
+                        measured = load.paired(url + path, api.pid, baseline, post)
+                        print(row(label, what, measured, rss_mb(api.pid)), flush=True)
+                if size == first_size:
+                    # The access log's share (ACCESS_LOG=false), uvloop's (EVENT_LOOP=asyncio), and
+                    # what glibc's malloc in place of Python's allocator costs (PYTHONMALLOC=malloc).
+                    for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio", "PYTHONMALLOC=malloc"):
+                        variable, _, value = setting.partition("=")
+                        env = {**api_env(port, db), variable: value}
+                        with server(api_command(), url + "/readyz", env, server_core) as api:
+                            for what, post in (("GET /messages", False), ("POST /messages", True)):
+                                measured = load.paired(url + "/messages", api.pid, baseline, post)
+                                print(
+                                    row(label, f"{what}, {setting}", measured, rss_mb(api.pid)),
+                                    flush=True,
+                                )
+                if args.original_api:
+                    seed_original_json(tmp / "original.json", size)
+                    env = {"API_PORT": str(port), "API_DB_FILEPATH": str(tmp / "original.json")}
+                    with server([str(args.original_api)], url + "/healthz", env, server_core) as original:
+                        for what, post in (
+                            ("original: GET /messages (all)", False),
+                            ("original: POST /messages", True),
+                        ):
+                            measured = load.paired(url + "/messages", original.pid, baseline, post)
+                            print(row(label, what, measured, rss_mb(original.pid)), flush=True)
 
         print("\nlive fan-out (a message every 100 ms; delay from POST sent to arrival on every stream)")
         counts = [int(value) for value in args.streams.split(",") if value]
