@@ -338,28 +338,30 @@ def fan_out(
     )
 
 
+def time_to_ready(command: list[str], env: dict[str, str], url: str, core: int | None) -> tuple[float, float]:
+    """Spawn ``command``: seconds until ``url`` answers 200, and its RSS a second later."""
+    spawned = time.monotonic()
+    with server(command, url, env, core) as process:
+        seconds = time.monotonic() - spawned
+        time.sleep(1)
+        return seconds, rss_mb(process.pid)
+
+
 def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
     # The floor on this machine, in the same run: aiohttp's hello world, spawn to its first 200.
-    hello_times, hello_rss = [], []
+    hello = []
     for _ in range(runs):
         port = free_port()
         command = [sys.executable, str(REPO / "bench" / "hello_app.py"), str(port)]
-        process = subprocess.Popen(
-            pinned(core, command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            hello_times.append(wait_ready(f"http://127.0.0.1:{port}/", process))
-            time.sleep(1)
-            hello_rss.append(rss_mb(process.pid))
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(15)
-    hello_ms = statistics.median(hello_times) * 1000
-    hello_line = f"{'hello':>8}: cold start to ready {hello_ms:5.0f} ms, idle RSS {statistics.median(hello_rss):4.0f} MB"
-    lines = [hello_line + " (aiohttp's hello world: the floor)"]
+        hello.append(time_to_ready(command, {}, f"http://127.0.0.1:{port}/", core))
+    hello_ms = statistics.median(seconds for seconds, _ in hello) * 1000
+    hello_rss = statistics.median(rss for _, rss in hello)
+    lines = [
+        f"{'hello':>8}: cold start to ready {hello_ms:5.0f} ms, idle RSS {hello_rss:4.0f} MB (aiohttp's hello world: the floor)"
+    ]
     dead_catalogue = f"http://127.0.0.1:{free_port()}"
     for role in ("web", "api", "crawler", "all"):
-        times, rss = [], []
+        started = []
         for run in range(runs):
             port = free_port()
             env = {
@@ -371,24 +373,12 @@ def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
                 "CRAWLER_DB_PATH": str(tmp / f"cold-{role}-{run}"),
                 "CRAWLER_SOURCE_URL": dead_catalogue,
             }
-            process = subprocess.Popen(
-                pinned(core, [sys.executable, "-m", "synergychat"]),
-                cwd=REPO,
-                env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                times.append(wait_ready(f"http://127.0.0.1:{port}/readyz", process))
-                time.sleep(1)
-                rss.append(rss_mb(process.pid))
-            finally:
-                process.send_signal(signal.SIGTERM)
-                process.wait(15)
-        ms = statistics.median(times) * 1000
+            command = [sys.executable, "-m", "synergychat"]
+            started.append(time_to_ready(command, env, f"http://127.0.0.1:{port}/readyz", core))
+        ms = statistics.median(seconds for seconds, _ in started) * 1000
         lines.append(
             f"{role:>8}: cold start to ready {ms:5.0f} ms ({ms / hello_ms:.2f} × hello),"
-            f" idle RSS {statistics.median(rss):4.0f} MB"
+            f" idle RSS {statistics.median(rss for _, rss in started):4.0f} MB"
         )
     return lines
 
