@@ -100,6 +100,9 @@ class Follower:
                 await self._catch_up()
             except _FOLLOW_ERRORS as exc:
                 problem = problem or exc
+            except Exception as exc:  # a follower that died would silently end live delivery
+                log.exception("reading other replicas' messages failed unexpectedly (retrying)")
+                problem = problem or exc
             if problem is not None:
                 self._note_failure(problem)
                 await asyncio.sleep(RECONNECT_SECONDS)

@@ -34,6 +34,9 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # A connection the server dropped mid-operation can leave asyncpg's protocol in a state
+    # it refuses to leave ("cannot switch to state ..."): a database failure like the others.
+    asyncpg.InternalClientError,
 )
 
 
