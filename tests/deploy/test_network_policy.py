@@ -1,7 +1,8 @@
 """The opt-in network-policy component, added to every overlay as a user adds it.
 
 Each overlay is rendered with it (and the minikube one with the course's
-components as well), validated strictly, and then every connection the chat
+components as well; the scale overlay with the sub-component for its database,
+bundled or external), validated strictly, and then every connection the chat
 needs is checked against the rendered policies (network_policy.py), as is a list
 of connections that must be refused. A policy that would cut the chat (a
 wrong port, a misspelt label, a missing DNS rule) fails here, not in someone's
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,12 @@ COMPONENTS = {
     "gke": ["network-policy", "network-policy/gke"],
     "all-in-one": ["network-policy"],
     "minikube+course": ["network-policy", "loadgen", "course-autoscaling"],
+    "scale": ["network-policy", "network-policy/postgres"],
+    "scale+external-database": ["network-policy", "network-policy/external-database"],
 }
+# Components of the overlay's own, enabled before those (docs/SCALE.md).
+OVERLAY_COMPONENTS = {"scale+external-database": ["external-database"]}
+POSTGRES_SUBCOMPONENT = REPO / "k8s" / "components" / "network-policy" / "postgres"
 GATEWAY_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "HealthCheckPolicy"}
 
 # Who is out there. Addresses from the documentation ranges where any public one would do.
@@ -43,6 +50,9 @@ NODE_LOCAL_DNS = Endpoint("NodeLocal DNSCache", "169.254.20.10")
 KUBE_DNS = cluster_pod("kube-dns", "10.0.9.10", "kube-system", {"k8s-app": "kube-dns"})
 PROMETHEUS = cluster_pod("prometheus", "10.0.9.2", "monitoring", {"app.kubernetes.io/name": "prometheus"})
 GMP_COLLECTOR = cluster_pod("GKE managed Prometheus", "10.0.9.3", "gmp-system", {"app": "collector"})
+# The external-database sub-component's placeholder address, standing for DATABASE-HOST
+# in the external-database component's URLs (a user puts their own in both).
+EXTERNAL_DATABASE = Endpoint("the external PostgreSQL (the placeholder address)", "192.0.2.10")
 
 
 def envoy_proxy(namespace: str) -> Endpoint:
@@ -80,6 +90,33 @@ class Cluster:
             [GOOGLE_FRONT_END, GOOGLE_HEALTH_CHECK] if variant == "gke" else [envoy_proxy(namespace)]
         )
         self.neighbour = cluster_pod("another app in the namespace", "10.0.9.20", namespace, {"app": "other"})
+        self.database = self.find_database()
+
+    def find_database(self) -> Endpoint | None:
+        """The PostgreSQL the api and crawlers use: the scale overlay's StatefulSet pod, or
+        (its external-database component) an address outside the cluster; None without one.
+
+        The pod is built like the Deployments' (not one of ``self.pods``: it is no role)."""
+        if "api" not in self.workloads or "API_DATABASE_URL" not in self.workloads["api"].env():
+            return None
+        statefulsets = [
+            s for s in self.found.of_kind("StatefulSet") if s["metadata"]["name"] == "synergychat-postgres"
+        ]
+        if not statefulsets:
+            return EXTERNAL_DATABASE
+        (statefulset,) = statefulsets
+        return workload_pod(Workload(statefulset, self.found), "10.0.2.1")
+
+    def database_port(self, role: str) -> int:
+        """The port in the role's database URL (the Service is headless: straight to the pod)."""
+        url = self.workloads[role].env()[f"{role.upper()}_DATABASE_URL"]
+        return urllib.parse.urlsplit(url).port or 5432
+
+    def our_pods(self) -> dict[str, Endpoint]:
+        """Every pod of ours: the roles', and PostgreSQL's when it runs in the cluster."""
+        if self.database is None or self.database.namespace is None:
+            return dict(self.pods)
+        return {**self.pods, "PostgreSQL": self.database}
 
     def port(self, role: str, name: str = "http") -> int:
         return self.workloads[role].container_port(name)
@@ -117,6 +154,9 @@ class Cluster:
                 )
         if "loadgen" in pods:
             yield "loadgen -> api", (pods["loadgen"], pods["api"], self.port("api"), "TCP")
+        if self.database is not None:
+            for role in ("api", "crawler"):
+                yield f"{role} -> PostgreSQL", (pods[role], self.database, self.database_port(role), "TCP")
 
     def refused(self) -> Iterator[tuple[str, Connection]]:
         pods = self.pods
@@ -142,6 +182,20 @@ class Cluster:
         for role in ("testcpu", "testram"):
             if role in pods:
                 yield f"{role} -> the internet", (pods[role], GUTENDEX, 443, "TCP")
+        database = self.database
+        if database is not None:
+            port = self.database_port("api")
+            yield "web -> PostgreSQL", (pods["web"], database, port, "TCP")
+            yield "api -> PostgreSQL on another port", (pods["api"], database, port + 1, "TCP")
+            for role in ("api", "crawler"):
+                yield f"{role} -> another private address on {port}", (pods[role], VPC_HOST, port, "TCP")
+            if database.namespace is not None:  # our pod: what reaches it, what it reaches
+                for entry in self.entries:
+                    yield "the entry -> PostgreSQL", (entry, database, port, "TCP")
+                yield "the internet -> PostgreSQL", (SOMEONE_ON_THE_INTERNET, database, port, "TCP")
+                yield "another app in the namespace -> PostgreSQL", (self.neighbour, database, port, "TCP")
+                yield "prometheus -> PostgreSQL (it has no metrics)", (PROMETHEUS, database, port, "TCP")
+                yield "PostgreSQL -> the internet", (database, GUTENDEX, 443, "TCP")
 
 
 def blocked(cluster: Cluster, policies: list[Policy] | None = None) -> list[str]:
@@ -163,7 +217,10 @@ def with_policies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[di
         overlay = root / "overlays" / variant.split("+")[0]
         path = overlay / "kustomization.yaml"
         kustomization = yaml.safe_load(path.read_text())
-        kustomization.setdefault("components", []).extend(f"../../components/{name}" for name in components)
+        listed = kustomization.get("components") or []
+        listed += OVERLAY_COMPONENTS.get(variant, [])
+        listed += [f"../../components/{name}" for name in components]
+        kustomization["components"] = listed
         path.write_text(yaml.safe_dump(kustomization))
         rendered[variant] = render(overlay)
     return rendered
@@ -195,14 +252,18 @@ def test_every_path_the_chat_needs_is_allowed(
 ) -> None:
     cluster = Cluster(variant.split("+")[0], with_policies[variant])
     assert sum(1 for _ in cluster.needed()) >= 8  # all-in-one has the fewest: one pod
+    # The scale overlay's database is found (in the cluster, or outside it), so it is checked.
+    assert (cluster.database is not None) == variant.startswith("scale")
+    assert (cluster.database == EXTERNAL_DATABASE) == variant.endswith("external-database")
     assert blocked(cluster) == []
 
 
 @pytest.mark.parametrize("variant", COMPONENTS)
 def test_everything_else_is_refused(with_policies: dict[str, list[dict[str, Any]]], variant: str) -> None:
     cluster = Cluster(variant.split("+")[0], with_policies[variant])
-    # Default deny really is the default: every one of our pods is isolated both ways.
-    for role, pod in cluster.pods.items():
+    # Default deny really is the default: every one of our pods is isolated both ways
+    # (PostgreSQL's too, when it runs in the cluster).
+    for role, pod in cluster.our_pods().items():
         for direction in ("Ingress", "Egress"):
             assert any(
                 selects(policy, pod) and direction in policy_types(policy) for policy in cluster.policies
@@ -274,3 +335,33 @@ def test_the_checker_catches_policies_that_cut_the_chat_or_open_it(
     assert "the internet -> web directly" in let_through(
         cluster, mutated("synergychat-entry", entry_from_anywhere)
     )
+
+
+def test_the_checker_shows_the_scale_overlay_without_its_database_policies(
+    with_policies: dict[str, list[dict[str, Any]]],
+) -> None:
+    # The scale overlay with ../ alone (the defect this sub-component fixes): exactly the
+    # api's and the crawlers' way to PostgreSQL is cut, and the database pod itself is
+    # open, since the default deny selects app.kubernetes.io/part-of, which the scale
+    # overlay does not put on the StatefulSet's pods.
+    cluster = Cluster("scale", with_policies["scale"])
+    text = (POSTGRES_SUBCOMPONENT / "policies.yaml").read_text()
+    names = {doc["metadata"]["name"] for doc in yaml.safe_load_all(text)}
+    without = [p for p in cluster.policies if p["metadata"]["name"] not in names]
+    assert len(without) == len(cluster.policies) - len(names) == len(cluster.policies) - 2
+    assert blocked(cluster, without) == ["api -> PostgreSQL", "crawler -> PostgreSQL"]
+    assert set(let_through(cluster, without)) == {
+        "the entry -> PostgreSQL",
+        "the internet -> PostgreSQL",
+        "another app in the namespace -> PostgreSQL",
+        "prometheus -> PostgreSQL (it has no metrics)",
+        "PostgreSQL -> the internet",
+    }
+
+    # And its ingress rule guards the database: from anyone, the neighbour gets in.
+    def from_anyone(spec: dict[str, Any]) -> None:
+        spec["ingress"][0].pop("from")
+
+    opened = copy.deepcopy(cluster.policies)
+    from_anyone(policy_named(opened, "synergychat-postgres")["spec"])
+    assert "another app in the namespace -> PostgreSQL" in let_through(cluster, opened)
