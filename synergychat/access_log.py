@@ -69,9 +69,18 @@ class ProbeQuietAccessLogger(AbstractAccessLogger):
 
 def direct_handler(logger: logging.Logger) -> LoopFlushedHandler | None:
     """The handler a line of ``logger`` may be written to directly: ``setup_logging``'s, if
-    it is the only one that would get the record and nothing filters on the way."""
-    if logger.handlers or logger.filters or not logger.propagate:
+    it is the only one that would get the record and nothing filters on the way.
+
+    As ``Logger.callHandlers`` finds handlers: on the logger and each parent up to the
+    root, stopping at one that does not propagate.
+    """
+    if logger.filters or logger.disabled:
         return None
+    on_the_way: logging.Logger | None = logger
+    while on_the_way is not None and on_the_way is not logging.root:
+        if on_the_way.handlers or not on_the_way.propagate:
+            return None
+        on_the_way = on_the_way.parent
     handlers = logging.root.handlers
     if len(handlers) != 1 or logging.root.filters:
         return None

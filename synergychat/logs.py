@@ -116,19 +116,21 @@ class LoopFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # noqa: BLE001 - as StreamHandler: report it, never raise into the caller
             self.handleError(record)
             return
-        if record.levelno < logging.WARNING and self._flush_later():
-            return
-        self.flush()
+        self._flush_soon(urgent=record.levelno >= logging.WARNING)
 
     def write_line(self, line: str) -> None:
         """A line formatted already (the access log's), written and flushed as ``emit`` does."""
         self.acquire()
         try:
             self.stream.write(line + self.terminator)
-            if not self._flush_later():
-                self.flush()
+            self._flush_soon(urgent=False)
         finally:
             self.release()
+
+    def _flush_soon(self, urgent: bool) -> None:
+        """Flush now if ``urgent`` or no loop runs here, else at the end of the loop's turn."""
+        if urgent or not self._flush_later():
+            self.flush()
 
     def _flush_later(self) -> bool:
         """Arrange a flush at the end of this turn of the running loop; False if there is none."""

@@ -103,3 +103,30 @@ def test_any_other_listener_gets_records(root_handler: LoopFlushedHandler) -> No
     root_handler.setFormatter(TextFormatter())
     root_handler.addFilter(lambda record: True)
     assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, dict(FIELDS))
+
+
+def test_a_handler_between_the_access_logger_and_the_root_gets_records(
+    root_handler: LoopFlushedHandler,
+) -> None:
+    # Logging finds handlers on every logger from the access logger up to the root.
+    access = logging.getLogger("synergychat.access")
+    logging.root.handlers = [root_handler]
+    between = logging.getLogger("synergychat")
+    other = logging.StreamHandler(io.StringIO())
+    between.addHandler(other)
+    try:
+        assert direct_handler(access) is None
+    finally:
+        between.removeHandler(other)
+    assert direct_handler(access) is root_handler
+    # A logger on the way that does not propagate: the root's handler never sees the line.
+    between.propagate = False
+    try:
+        assert direct_handler(access) is None
+    finally:
+        between.propagate = True
+    access.disabled = True
+    try:
+        assert direct_handler(access) is None
+    finally:
+        access.disabled = False
