@@ -42,7 +42,6 @@ from .storage.legacy_import import original_count_files
 
 log = logging.getLogger(__name__)
 
-DB_FILENAME = "crawler.sqlite3"
 # What opening PostgreSQL at start can raise: unreachable, refused, a bad URL, a newer schema.
 # Readiness must answer quickly even if the database is locked.
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -101,8 +100,7 @@ class Crawler:
 
     @property
     def db_file(self) -> Path | None:
-        folder = self.settings.crawler_db_path
-        return Path(folder) / DB_FILENAME if folder else None
+        return self.settings.crawler_db_file
 
     async def _open_store(self) -> tuple[CountStore, str]:
         """The store the settings choose (PostgreSQL when CRAWLER_DATABASE_URL is set, else

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import ApiSettings, CrawlerSettings, StartupError
+from .settings import CRAWLER_DB_FILENAME, ApiSettings, CrawlerSettings, StartupError
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,6 @@ class DataPath:
 
 def data_paths(api: ApiSettings | None, crawler: CrawlerSettings | None) -> list[DataPath]:
     """The data paths a role's settings name (none when it keeps its data in memory)."""
-    # Imported here: the doctor drops root too, and must not load the roles to do it.
-    from .crawler import DB_FILENAME as CRAWLER_DB_FILENAME
-
     paths = []
     if api is not None and api.api_db_filepath:
         file = Path(api.api_db_filepath)

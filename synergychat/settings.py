@@ -8,6 +8,7 @@ name upper-cased, so error messages can name the variable exactly.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -172,6 +173,10 @@ class ApiSettings(_Settings):
         return origins
 
 
+# The crawler's SQLite file, inside the CRAWLER_DB_PATH folder.
+CRAWLER_DB_FILENAME = "crawler.sqlite3"
+
+
 class CrawlerSettings(_Settings):
     crawler_port: Port = 8080
     crawler_keywords: Annotated[list[str], NoDecode] = list(DEFAULT_KEYWORDS)
@@ -209,6 +214,11 @@ class CrawlerSettings(_Settings):
     @classmethod
     def _source_url(cls, value: str) -> str:
         return checked_url(value.strip().rstrip("/"), absolute=True)
+
+    @property
+    def crawler_db_file(self) -> Path | None:
+        """The SQLite file of counts inside ``CRAWLER_DB_PATH``; None when kept in memory."""
+        return Path(self.crawler_db_path) / CRAWLER_DB_FILENAME if self.crawler_db_path else None
 
 
 class RamHoldSettings(_Settings):
