@@ -7,7 +7,8 @@ never counts a book twice. At the end of the catalogue it waits and walks it
 again for new books (and for books it had to give up on). A book given up on a
 fault that may pass goes on a try-later list and is tried again within the pass.
 docs/CRAWLER.md says more, including what happens when ``CRAWLER_KEYWORDS`` changes.
-``crawler.py`` owns the store and runs this task; ``/status`` reads its fields.
+``crawler.py`` owns the store and runs this task; ``/status`` reads its fields. Its waits
+and try-later list: ``crawl_waits.py``; the walk of replicas sharing a store: ``crawl_shared.py``.
 """
 
 from __future__ import annotations
@@ -18,32 +19,29 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from yarl import URL
 
 from .catalogue import CatalogueBook, CataloguePage, TextSource, first_page_url
 from .crawl_progress import Progress, RateMeter, describe_progress, quiet_seconds, rate_window_seconds
 from .crawl_shared import walk_shared
+from .crawl_waits import DATABASE_RETRY_SECONDS, CrawlWaits, TryLaterBooks
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
 from .metrics import CrawlerMetrics
 from .settings import CrawlerSettings
-from .storage import CountedBook, CountStore, CrawlFleet, StoreUnavailable, utc_now_iso
+from .storage import CountedBook, CountStore, StoreUnavailable, utc_now_iso
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # After the last page: how long to wait before walking the catalogue again for new books.
 RESCAN_AFTER_SECONDS = 3600.0
 # After a page failed all its retries: how long before trying that page again.
 PAGE_RETRY_SECONDS = 300.0
 # A book given up on a passing fault (too slow, retries used up) is tried again after
-# this, then after twice as long each time it fails again, up to a day, within the pass.
+# this, then after twice as long each time it fails again (up to a day: TRY_LATER_MAX_SECONDS
+# in crawl_waits.py), within the pass.
 TRY_LATER_SECONDS = 3600.0
-TRY_LATER_MAX_SECONDS = 86400.0
-# While a shared count database (PostgreSQL) does not answer: how often to look again.
-DATABASE_RETRY_SECONDS = 2.0
 
 
 class Crawl:
@@ -67,11 +65,14 @@ class Crawl:
         self.settings = settings
         self.metrics = metrics
         self.keywords: tuple[str, ...] = tuple(settings.crawler_keywords)
-        self._rescan_after = rescan_after_seconds
-        self._page_retry = page_retry_seconds
-        self._try_later_first = try_later_seconds
+        self.waits = CrawlWaits(
+            settings.crawler_delay_seconds,
+            rescan_after_seconds=rescan_after_seconds,
+            page_retry_seconds=page_retry_seconds,
+            sleep=sleep,
+        )
+        self.try_later = TryLaterBooks(try_later_seconds)
         self._max_book_bytes = max_book_bytes
-        self._sleep = sleep
         self.state = "starting"
         self.failure: BaseException | None = None
         self.current_book: CatalogueBook | CountedBook | None = None
@@ -79,20 +80,15 @@ class Crawl:
         # Whether the catalogue answers, since when, and the fault if not (for /status
         # and so the bot's reply): None until the first request.
         self.catalogue: dict[str, Any] = {"reachable": None, "since": None, "error": None}
-        # Book id -> (when, monotonic; the wait that led there; the book): tried again then.
-        # Not kept over a restart: the book is then tried again in the next pass.
-        self._try_later: dict[int, tuple[float, float, CountedBook]] = {}
-        self._last_request_end: float | None = None
-        # The crawlers this one shares its store with (None: it walks alone); set by ``run``.
-        self._fleet: CrawlFleet | None = None
-        # How fast books get done (counted or skipped), measured as the crawl goes; and the
-        # catalogue's size as last written to the store (written again only when it changes).
+        # How fast books get done (counted or skipped), measured as the crawl goes.
         self.rate = RateMeter(rate_window_seconds(settings.crawler_delay_seconds))
-        self._books_total: int | None = None
+        # The catalogue's size as last written to the store: ``page_read`` writes it again
+        # only when a page says otherwise. Each walk sets it from the store as it starts.
+        self.recorded_books_total: int | None = None
 
     @property
     def books_to_try_later(self) -> int:
-        return len(self._try_later)
+        return len(self.try_later)
 
     def observe_catalogue(self, fault: str | None) -> None:
         """After every request to the catalogue: did it answer (None), or what went wrong."""
@@ -128,7 +124,7 @@ class Crawl:
     def _books_done(self, books_counted: int, books_skipped: int) -> int:
         return max(books_counted + books_skipped - self.to_recount, 0)
 
-    async def _measure(self, store: CountStore) -> None:
+    async def measure_rate(self, store: CountStore) -> None:
         """After each book (and once at the start): how many are done, for the rate."""
         totals = await store.book_totals()
         self.rate.record(self._books_done(totals["counted"], totals["skipped"]))
@@ -139,13 +135,14 @@ class Crawl:
         A shared database that stops answering pauses the walk; it resumes from what the
         database says when it answers again (SQLite's store never raises StoreUnavailable).
         """
-        self._fleet = store.fleet()
+        fleet = store.fleet()
+        self.waits.fleet = fleet
         while True:
             try:
-                if self._fleet is None:
+                if fleet is None:
                     await self._walk(store, gutendex)
                 else:
-                    await walk_shared(self, store, self._fleet, gutendex)
+                    await walk_shared(self, store, fleet, gutendex)
                 return
             except StoreUnavailable as exc:
                 await self._pause(store, exc)
@@ -160,14 +157,8 @@ class Crawl:
         log.warning("the crawl pauses: %s; trying again every %.0f s", exc, DATABASE_RETRY_SECONDS)
         self.state = "paused"
         self.current_book = None
-        while True:
-            await self._sleep(DATABASE_RETRY_SECONDS)
-            try:
-                await store.check()
-            except StoreUnavailable:
-                continue
-            log.info("the count database answers again: the crawl goes on")
-            return
+        await self.waits.until_store_answers(store)
+        log.info("the count database answers again: the crawl goes on")
 
     async def _fail(self, store: CountStore, exc: Exception) -> None:
         """Called in the ``except`` block (``log.exception`` shows the traceback)."""
@@ -202,7 +193,7 @@ class Crawl:
         if position.last_success_at is not None:
             # Kept in the store: the gauge says the truth from the first scrape after a restart.
             self.metrics.last_success.set(datetime.fromisoformat(position.last_success_at).timestamp())
-        self._books_total = position.books_total
+        self.recorded_books_total = position.books_total
         await self._recount_stale(store, gutendex, position.pass_number)
 
         # The pages read in this pass: a ``next`` back to one of them is a loop, which
@@ -214,35 +205,34 @@ class Crawl:
             page_url = position.next_page_url
             if page_url is None:
                 self.state = "waiting"
-                wait = self._seconds_until_rescan(position.pass_finished_at)
+                wait = self.waits.seconds_until_rescan(position.pass_finished_at)
                 log.info("the catalogue was read to its end; looking for new books in %.0f s", wait)
-                await self._sleep(wait)
+                await self.waits.sleep(wait)
                 self.state = "crawling"
                 log.info("walking the catalogue again for new books (pass %d)", position.pass_number + 1)
                 await store.start_pass(source, first_page, position.pass_number + 1)
                 read_this_pass.clear()
-                # A new pass looks at every book given up on in the last one anyway.
-                self._try_later.clear()
+                self.try_later.clear()
                 continue
             self.state = "crawling"
-            await self._try_again_due(store, gutendex, position.pass_number)
+            await self.try_again_due(store, gutendex, position.pass_number)
             try:
-                page = await self._request(functools.partial(gutendex.page, page_url))
+                page = await self.waits.request(functools.partial(gutendex.page, page_url))
             except PageNotFound:
                 await self.page_missing(store, page_url)
                 await store.page_done(None)
                 continue
             except CatalogueUnavailable as exc:
                 await self.page_unavailable(store, page_url, exc)
-                await self._sleep(self._page_retry)
+                await self.waits.wait_to_retry_page()
                 continue
             next_url = await self.page_read(store, page, page_url, read_this_pass, position.pass_number)
             for book in page.books:
                 await self._take(store, gutendex, book, position.pass_number)
-                await self._try_again_due(store, gutendex, position.pass_number)
+                await self.try_again_due(store, gutendex, position.pass_number)
             await store.page_done(next_url)
 
-    # What a page says, for this walk and the shared one (crawl_shared.py).
+    # What a page says and what a book needs, for this walk and the shared one (crawl_shared.py).
 
     async def page_read(
         self,
@@ -255,9 +245,9 @@ class Crawl:
         """Note the catalogue's size, and say where the walk goes next: None at the end, or
         where ``next`` leads back to a page of this pass (a loop, recorded as an error)."""
         read_this_pass.add(_page_key(page_url))
-        if page.count is not None and page.count != self._books_total:
+        if page.count is not None and page.count != self.recorded_books_total:
             await store.record_books_total(page.count)
-            self._books_total = page.count
+            self.recorded_books_total = page.count
         next_url = page.next_url
         if next_url is not None and _page_key(next_url) in read_this_pass:
             source = self.settings.crawler_source_url
@@ -281,17 +271,16 @@ class Crawl:
         log.warning("%s; the pass ends here", message)
 
     async def page_unavailable(self, store: CountStore, page_url: str, exc: CatalogueUnavailable) -> None:
-        """Recorded and said; the caller waits ``page_retry`` before the page is tried again."""
+        """Recorded and said; the caller then waits ``waits.wait_to_retry_page()`` to try again."""
+        retry = self.waits.page_retry_seconds
         if exc.not_a_catalogue:
             # It answers, with something else (a web site, another API): most likely misconfigured.
             source = self.settings.crawler_source_url
             message = f"catalogue page {page_url} is {exc}: check CRAWLER_SOURCE_URL ({source})"
-            log.error("%s; trying again in %.0f s", message, self._page_retry)
+            log.error("%s; trying again in %.0f s", message, retry)
         else:
             message = f"catalogue page {page_url}: {exc}"
-            log.warning(
-                "catalogue page %s unavailable: %s; trying again in %.0f s", page_url, exc, self._page_retry
-            )
+            log.warning("catalogue page %s unavailable: %s; trying again in %.0f s", page_url, exc, retry)
         await store.record_error(message)
         self.state = "retrying"
 
@@ -300,7 +289,7 @@ class Crawl:
         stale = await store.stale_books(self.keywords)
         self.to_recount = len(stale)
         # Where the rate is measured from (after to_recount is known: it lowers books done).
-        await self._measure(store)
+        await self.measure_rate(store)
         if not stale:
             return
         log.info(
@@ -309,9 +298,9 @@ class Crawl:
         self.state = "recounting"
         for book in stale:
             if book.text_url is not None:
-                await self._count(store, gutendex, book, pass_number)
+                await self.count(store, gutendex, book, pass_number)
             self.to_recount -= 1
-            await self._measure(store)
+            await self.measure_rate(store)
 
     async def _take(
         self, store: CountStore, gutendex: Gutendex, entry: CatalogueBook, pass_number: int
@@ -320,8 +309,8 @@ class Crawl:
             return
         book = await self.countable(store, entry, pass_number)
         if book is not None:
-            await self._count(store, gutendex, book, pass_number)
-        await self._measure(store)
+            await self.count(store, gutendex, book, pass_number)
+        await self.measure_rate(store)
 
     async def countable(
         self, store: CountStore, entry: CatalogueBook, pass_number: int
@@ -334,28 +323,27 @@ class Crawl:
             return None
         return CountedBook(entry.id, entry.title, entry.text.url, entry.text.charset)
 
-    async def _count(
-        self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int
-    ) -> None:
+    async def count(self, store: CountStore, gutendex: Gutendex, book: CountedBook, pass_number: int) -> None:
+        """Download the book's text and count it; or record why not, and try it later if it may pass."""
         assert book.text_url is not None
         source = TextSource(book.text_url, book.charset)
         self.current_book = book
         try:
-            counts = await self._request(
+            counts = await self.waits.request(
                 lambda: gutendex.count_book(source, self.keywords, self._max_book_bytes)
             )
         except BookUnavailable as exc:
             message = f"book {book.id} ({book.title}) skipped: {exc}"
             if exc.try_later:
-                message += f"; trying it again in {_duration(self._schedule_try_later(book))}"
+                message += f"; trying it again in {_duration(self.try_later.schedule(book))}"
             else:
-                self._try_later.pop(book.id, None)
+                self.try_later.forget(book.id)
             log.warning("%s", message)
             await store.save_skip(book.id, book.title, str(exc), pass_number)
             self.metrics.books_skipped.inc()
             await store.record_error(message)
         else:
-            self._try_later.pop(book.id, None)
+            self.try_later.forget(book.id)
             await store.save_counts(book, self.keywords, counts, pass_number)
             self.metrics.books_counted.inc()
             self.metrics.last_success.set(time.time())
@@ -368,44 +356,11 @@ class Crawl:
         finally:
             self.current_book = None
 
-    def _schedule_try_later(self, book: CountedBook) -> float:
-        """Put the book on the try-later list; the wait doubles each time. Returns the wait."""
-        previous = self._try_later.get(book.id)
-        wait = min(previous[1] * 2, TRY_LATER_MAX_SECONDS) if previous else self._try_later_first
-        self._try_later[book.id] = (time.monotonic() + wait, wait, book)
-        return wait
-
-    async def _try_again_due(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
+    async def try_again_due(self, store: CountStore, gutendex: Gutendex, pass_number: int) -> None:
         """Count the books whose try-later time has come (a slow server, a passing fault)."""
-        now = time.monotonic()
-        for due, _, book in sorted(self._try_later.values(), key=lambda item: item[0]):
-            if due > now:
-                break
+        for book in self.try_later.due():
             log.info("book %d (%s): trying it again", book.id, book.title)
-            await self._count(store, gutendex, book, pass_number)
-
-    async def _request(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Make a request, ``CRAWLER_DELAY_SECONDS`` after the previous one ended; in a fleet,
-        also at least that long after the fleet's previous request started."""
-        delay = self.settings.crawler_delay_seconds
-        if self._last_request_end is not None:
-            wait = self._last_request_end + delay - time.monotonic()
-            if wait > 0:
-                await self._sleep(wait)
-        if self._fleet is not None and delay > 0:
-            await self._fleet.request_turn(delay)
-        try:
-            return await call()
-        finally:
-            self._last_request_end = time.monotonic()
-
-    def _seconds_until_rescan(self, pass_finished_at: str | None) -> float:
-        if pass_finished_at is None:
-            return self._rescan_after
-        finished = datetime.fromisoformat(pass_finished_at)
-        elapsed = (datetime.now(finished.tzinfo) - finished).total_seconds()
-        # A restart during the wait waits only what is left of it.
-        return min(max(self._rescan_after - elapsed, 0.0), self._rescan_after)
+            await self.count(store, gutendex, book, pass_number)
 
 
 def _duration(seconds: float) -> str:

@@ -1,8 +1,9 @@
 """The crawl of a replica that shares its store with others (``CRAWLER_DATABASE_URL``).
 
-Part of :class:`~.crawl.Crawl` (its state, its requests, its counting), in a module of
-its own for size: ``Crawl.run`` calls :func:`walk_shared` instead of its own walk when the
-store has a :class:`~.storage.CrawlFleet`. The replicas split one walk of the catalogue:
+``Crawl.run`` calls :func:`walk_shared` instead of its own walk when the store has a
+:class:`~.storage.CrawlFleet`; it drives the :class:`~.crawl.Crawl` through its public
+face (its state, its pages and books, its waits: ``crawl.waits``, ``crawl.try_later``).
+The replicas split one walk of the catalogue:
 
 1. A book listed in the shared queue and held by nobody comes first: take it (a lease,
    renewed while it downloads), count it, write the counts as the book leaves the queue.
@@ -45,7 +46,7 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
         # Conditional: of replicas starting together, one starts the pass.
         await fleet.start_pass_after(source, first_page, position.pass_number)
         position = await store.position()
-    crawl._books_total = position.books_total
+    crawl.recorded_books_total = position.books_total
 
     stale = await store.stale_books(crawl.keywords)
     crawl.to_recount = len(stale)
@@ -58,7 +59,7 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
         await fleet.enqueue(
             [book for book in stale if book.text_url is not None], position.pass_number, crawl.keywords
         )
-    await crawl._measure(store)
+    await crawl.measure_rate(store)
 
     read_this_pass: set[str] = set()
     pass_seen = position.pass_number
@@ -74,20 +75,20 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
         if position.pass_number != pass_seen:
             pass_seen = position.pass_number
             read_this_pass.clear()
-            crawl._try_later.clear()
-        await crawl._try_again_due(store, gutendex, position.pass_number)
+            crawl.try_later.clear()
+        await crawl.try_again_due(store, gutendex, position.pass_number)
         page_url = position.next_page_url
         if page_url is None:
             if await fleet.books_listed():
                 # Other replicas are still counting the last pages' books.
                 crawl.state = "crawling"
-                await crawl._sleep(IDLE_POLL_SECONDS)
+                await crawl.waits.sleep(IDLE_POLL_SECONDS)
                 continue
             crawl.state = "waiting"
-            wait = crawl._seconds_until_rescan(position.pass_finished_at)
+            wait = crawl.waits.seconds_until_rescan(position.pass_finished_at)
             if wait > 0:
                 # In short naps: another replica may start the pass first, and this one joins it.
-                await crawl._sleep(min(wait, IDLE_POLL_SECONDS))
+                await crawl.waits.sleep(min(wait, IDLE_POLL_SECONDS))
                 continue
             if await fleet.start_pass_after(source, first_page, position.pass_number):
                 log.info("walking the catalogue again for new books (pass %d)", position.pass_number + 1)
@@ -95,7 +96,7 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
         if not await fleet.claim_page(page_url, fleet.lease_seconds):
             # Another replica is reading the next page.
             crawl.state = "crawling"
-            await crawl._sleep(IDLE_POLL_SECONDS)
+            await crawl.waits.sleep(IDLE_POLL_SECONDS)
             continue
         crawl.state = "crawling"
         page = await _read_page(crawl, store, fleet, gutendex, page_url)
@@ -118,7 +119,7 @@ async def _read_page(
         # Renewed while the page downloads (with its retries): a replica that dies meanwhile
         # lets go of the cursor a lease later.
         async with fleet.holding_page(page_url):
-            return await crawl._request(functools.partial(gutendex.page, page_url))
+            return await crawl.waits.request(functools.partial(gutendex.page, page_url))
     except PageNotFound:
         await crawl.page_missing(store, page_url)
         try:
@@ -129,8 +130,8 @@ async def _read_page(
     except CatalogueUnavailable as exc:
         await crawl.page_unavailable(store, page_url, exc)
         # Kept through the wait: the other replicas don't hammer the failing page meanwhile.
-        await fleet.claim_page(page_url, crawl._page_retry + fleet.lease_seconds)
-        await crawl._sleep(crawl._page_retry)
+        await fleet.claim_page(page_url, crawl.waits.page_retry_seconds + fleet.lease_seconds)
+        await crawl.waits.wait_to_retry_page()
         return None
 
 
@@ -158,10 +159,10 @@ async def _count_claimed(
 ) -> None:
     try:
         async with fleet.holding(book.id):
-            await crawl._count(store, gutendex, book, pass_number)
+            await crawl.count(store, gutendex, book, pass_number)
     except LeaseLost as exc:
         # This replica was too slow (or cut off from the database) and another took the book.
         log.warning("%s: this replica's count of it is dropped", exc)
     if crawl.to_recount:
         crawl.to_recount -= 1
-    await crawl._measure(store)
+    await crawl.measure_rate(store)
