@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ TITLE = "A Gutenberg Book Title Of Typical Length"
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def seed(db_file: Path, books: int) -> None:
@@ -286,8 +288,8 @@ def main() -> None:
                 flush=True,
             )
 
-    def median(pick: Any) -> float:
-        return statistics.median(pick(run) for run in runs)
+    def median(pick: Callable[[dict[str, Any]], float]) -> float:
+        return float(statistics.median(pick(run) for run in runs))
 
     readers_ok = sum(r["readers"]["probes_200_within_1s"] for r in runs)
     probes = sum(r["readers"]["probes"] for r in runs)

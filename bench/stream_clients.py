@@ -12,6 +12,7 @@ clients cost as little as possible of the core they share with nothing but thems
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import time
 
@@ -44,6 +45,8 @@ class StreamClient(asyncio.Protocol):
 
 async def main(url: str, count: int) -> None:
     target = URL(url)
+    assert target.host is not None and target.port is not None, f"not an http URL: {url}"
+    host, port = target.host, target.port
     request = (
         f"GET {target.path_qs} HTTP/1.1\r\nHost: {target.host}\r\nAccept: text/event-stream\r\n\r\n".encode()
     )
@@ -52,8 +55,9 @@ async def main(url: str, count: int) -> None:
     clients: list[StreamClient] = []
     transports = []
     for _ in range(count):
-        client = StreamClient(request, ready, {})
-        transport, _ = await loop.create_connection(lambda c=client: c, target.host, target.port)
+        transport, client = await loop.create_connection(
+            functools.partial(StreamClient, request, ready, {}), host, port
+        )
         clients.append(client)
         transports.append(transport)
     while not all(client.hello for client in clients):

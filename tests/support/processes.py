@@ -28,7 +28,8 @@ OWN_PREFIXES = ("ROLE", "WEB_", "API_", "CRAWLER_", "EVENT_LOOP")
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
