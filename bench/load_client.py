@@ -2,7 +2,7 @@
 
     python bench/load_client.py URL SECONDS CONNECTIONS [--post]
 
-Prints ``[req_per_s, p50_ms, p99_ms, errors]`` as JSON. Being Python, it saturates
+Prints ``[req_per_s, p50_ms, p99_ms, errors, requests]`` as JSON. Being Python, it saturates
 sooner than wrk; its figures are a floor, not the server's ceiling.
 """
 
@@ -18,7 +18,9 @@ import aiohttp
 BODY = {"AuthorUsername": "bench", "Text": "a benchmark message, about as long as a chat line"}
 
 
-async def drive(url: str, seconds: float, connections: int, post: bool) -> tuple[float, float, float, int]:
+async def drive(
+    url: str, seconds: float, connections: int, post: bool
+) -> tuple[float, float, float, int, int]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -42,7 +44,7 @@ async def drive(url: str, seconds: float, connections: int, post: bool) -> tuple
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    return len(latencies) / elapsed, p50, p99, errors
+    return len(latencies) / elapsed, p50, p99, errors, len(latencies)
 
 
 if __name__ == "__main__":
