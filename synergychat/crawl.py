@@ -30,7 +30,7 @@ from .crawl_waits import DATABASE_RETRY_SECONDS, CrawlWaits, TryLaterBooks
 from .gutendex import BookUnavailable, CatalogueUnavailable, Gutendex, PageNotFound
 from .metrics import CrawlerMetrics
 from .settings import CrawlerSettings
-from .storage import CountedBook, CountStore, StoreUnavailable, utc_now_iso
+from .storage import CountedBook, CountStore, CrawlPosition, StoreUnavailable, utc_now_iso
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,12 @@ class Crawl:
         self.failure = exc
         self.state = "failed"
 
+    def restore_last_success(self, position: CrawlPosition) -> None:
+        """Set the last-success gauge from the store: it says the truth from the first scrape
+        after a restart, not "never" until the next book is counted."""
+        if position.last_success_at is not None:
+            self.metrics.last_success.set(datetime.fromisoformat(position.last_success_at).timestamp())
+
     async def _walk(self, store: CountStore, gutendex: Gutendex) -> None:
         source = self.settings.crawler_source_url
         first_page = first_page_url(source)
@@ -190,9 +196,7 @@ class Crawl:
         elif position.next_page_url is not None:
             log.info("resuming pass %d at %s", position.pass_number, position.next_page_url)
 
-        if position.last_success_at is not None:
-            # Kept in the store: the gauge says the truth from the first scrape after a restart.
-            self.metrics.last_success.set(datetime.fromisoformat(position.last_success_at).timestamp())
+        self.restore_last_success(position)
         self.recorded_books_total = position.books_total
         await self._recount_stale(store, gutendex, position.pass_number)
 

@@ -46,6 +46,7 @@ async def walk_shared(crawl: Crawl, store: CountStore, fleet: CrawlFleet, gutend
         # Conditional: of replicas starting together, one starts the pass.
         await fleet.start_pass_after(source, first_page, position.pass_number)
         position = await store.position()
+    crawl.restore_last_success(position)
     crawl.recorded_books_total = position.books_total
 
     stale = await store.stale_books(crawl.keywords)

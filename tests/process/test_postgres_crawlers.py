@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,20 @@ import pytest
 from tests.crawler.conftest import SAMPLE_COUNTS, SAMPLE_TEXT_FILES
 from tests.crawler.fake_gutendex import TRICKLE, FakeGutendex
 from tests.process.test_crawler_processes import fake_gutendex_thread, http_json, wait_for_status
+from tests.process.test_observability import Scrape, eventually
 from tests.support.postgres import PostgresServer
 from tests.support.processes import RunningRole, running_role
 
 pytestmark = pytest.mark.process
 
 LEASE_SECONDS = 3.0
+LAST_SUCCESS = "synergychat_crawler_last_success_timestamp_seconds"
 
 
 @contextmanager
-def crawlers(tmp_path: Path, url: str, catalogue: FakeGutendex, delay: float) -> Iterator[list[RunningRole]]:
+def crawlers(
+    tmp_path: Path, url: str, catalogue: FakeGutendex, delay: float, count: int = 2
+) -> Iterator[list[RunningRole]]:
     env = {
         "CRAWLER_DATABASE_URL": url,
         "CRAWLER_SOURCE_URL": catalogue.base_url,
@@ -39,7 +44,7 @@ def crawlers(tmp_path: Path, url: str, catalogue: FakeGutendex, delay: float) ->
         "CRAWLER_DOWNLOAD_MIN_BYTES_PER_SECOND": "0",
     }
     with ExitStack() as stack:
-        yield [stack.enter_context(running_role("crawler", tmp_path, env)) for _ in range(2)]
+        yield [stack.enter_context(running_role("crawler", tmp_path, env)) for _ in range(count)]
 
 
 def stats(crawler: RunningRole, path: str = "/stats") -> Any:
@@ -73,6 +78,14 @@ def test_two_crawlers_share_the_walk_count_each_book_once_and_keep_the_fleets_pa
             assert_counted_once_and_exact(pair)
             statuses = [stats(crawler, "/status") for crawler in pair]
             logs = [crawler.log() for crawler in pair]
+        # A replica started later reports the fleet's last success from its first scrapes,
+        # read from the database (not "never" until it counts a book of its own).
+        last_success = datetime.fromisoformat(statuses[0]["last_success_at"]).timestamp()
+        with crawlers(tmp_path, url, catalogue, delay, count=1) as (later,):
+            eventually(
+                lambda: abs(Scrape(later.url).value(LAST_SUCCESS) - last_success) < 0.01,
+                timeout=30,
+            )
     # The same answers from either replica.
     shared = ("books_counted", "books_skipped", "pages_done", "pass", "next_page_url", "last_success_at")
     assert statuses[0]["books_counted"] == 7
