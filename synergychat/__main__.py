@@ -1,7 +1,8 @@
 """``python -m synergychat [--role web|api|crawler|all]`` (or the ``synergychat`` command).
 
 Also ``doctor URL`` (walks a deployment's hops), ``probe URL`` (a container
-healthcheck) and ``--version``, none of which needs ROLE or a data folder.
+healthcheck), ``copy-to-postgres`` (moves a chat's SQLite files into PostgreSQL) and
+``--version``, none of which needs ROLE.
 """
 
 from __future__ import annotations
@@ -105,6 +106,18 @@ def main(argv: list[str] | None = None) -> None:
 
         prepare_data_paths([])  # started as root in the image: the doctor runs as the image's user
         raise SystemExit(doctor_main(argv[1:]))
+    if argv[:1] == ["copy-to-postgres"]:
+        from .data_ownership import prepare_data_paths
+        from .settings import StartupError
+        from .storage.copy_to_postgres import main as copy_main
+
+        try:
+            # Started as root in the image: read the volume as the image's user, who owns the
+            # files (a reader of a WAL file may create its -shm beside it: never root's).
+            prepare_data_paths([])
+        except StartupError as error:
+            fail(str(error), status=1)
+        raise SystemExit(copy_main(argv[1:]))
     # testcpu, testram, loadgen: programs, not chat servers; they start without loading the chat.
     from .program_roles import PROGRAM_ROLES, requested_role, run_program_role
 
