@@ -37,7 +37,7 @@ from .copy_counts import STORE_NAME as COUNT_STORE
 from .copy_messages import PG_MESSAGE_MIGRATIONS, MessageCopy, open_message_file
 from .copy_messages import STORE_NAME as MESSAGE_STORE
 from .copy_rows import APPLICATION_NAME, Connection, CopyRefused, where
-from .postgres import STARTUP_ERRORS, migrate, open_pool, open_store
+from .postgres import STARTUP_ERRORS, masked_detail, migrate, open_pool, open_store
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +187,6 @@ def _schema(what: str) -> tuple[str, Sequence[str], str]:
     return COUNT_STORE, PG_COUNT_MIGRATIONS, "count database"
 
 
-def _masked(exc: BaseException, *urls: str) -> str:
-    """The driver's message with the URLs' passwords masked, as at start (``open_store``)."""
-    detail = str(exc) or type(exc).__name__
-    for url in urls:
-        if password := url.partition("://")[2].rpartition("@")[0].partition(":")[2]:
-            detail = detail.replace(password, "***")
-    return detail
-
-
 async def copy(jobs: Sequence[Job], say: Callable[[str], None], committed: list[bool]) -> int:
     """Copy every part; say each outcome. ``committed`` becomes [True] once the copies are in."""
     parts: list[Part] = []
@@ -213,7 +204,7 @@ async def copy(jobs: Sequence[Job], say: Callable[[str], None], committed: list[
             await _copy_in_transactions(parts, pools, jobs, seconds)
         except STARTUP_ERRORS as exc:
             # Opening a transaction, or a commit (a part's own steps say their own failures).
-            detail = _masked(exc, *(job.url for job in jobs))
+            detail = masked_detail(exc, *(job.url for job in jobs))
             raise CopyRefused(f"the copy failed: {detail}: run it again to finish it") from exc
         committed.append(True)
         for part, spent in zip(parts, seconds, strict=True):
@@ -271,7 +262,7 @@ async def _guarded(
         await step(conn)
     except STARTUP_ERRORS as exc:
         raise CopyRefused(
-            f"{part.target}: the copy of the {part.what} failed: {_masked(exc, url)}: nothing was changed"
+            f"{part.target}: the copy of the {part.what} failed: {masked_detail(exc, url)}: nothing was changed"
         ) from exc
 
 

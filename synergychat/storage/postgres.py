@@ -10,6 +10,7 @@ store in ``schema_versions``, and steps are applied under an advisory lock.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
@@ -51,13 +52,21 @@ async def open_store(variable: str, url: str, what: str, opening: Awaitable[Stor
     try:
         return await opening
     except STARTUP_ERRORS as exc:
-        detail = str(exc) or type(exc).__name__
-        password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
-        if password:
-            detail = detail.replace(password, "***")
         raise StartupError(
-            f"{variable}={masked_database_url(url)}: cannot open the {what}: {detail}"
+            f"{variable}={masked_database_url(url)}: cannot open the {what}: {masked_detail(exc, url)}"
         ) from exc
+
+
+def masked_detail(exc: BaseException, *urls: str) -> str:
+    """The driver's message about ``exc`` with the passwords of ``urls`` shown as ***: it may
+    quote the URL it was given."""
+    detail = str(exc) or type(exc).__name__
+    for url in urls:
+        userinfo = url.partition("://")[2].rpartition("@")[0]
+        passwords = [userinfo.partition(":")[2], *re.findall(r"(?i)[?&]password=([^&]*)", url)]
+        for password in filter(None, passwords):
+            detail = detail.replace(password, "***")
+    return detail
 
 
 async def open_pool(url: str, size: int, application_name: str) -> asyncpg.Pool:
