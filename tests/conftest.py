@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
@@ -111,10 +112,11 @@ def stub_crawler() -> StubCrawler:
 
 @pytest.fixture(params=["in-process", "http"])
 async def crawler_client(
-    request: pytest.FixtureRequest, stub_crawler: StubCrawler, aiohttp_server: Any
+    request: pytest.FixtureRequest, stub_crawler: StubCrawler, aiohttp_server: AiohttpServer
 ) -> CrawlerClient:
     """Both transports the api uses, in front of the same stub crawler."""
     if request.param == "in-process":
+        # StubCrawler has Crawler's methods, not its class (no catalogue, no store).
         return InProcessCrawlerClient(stub_crawler)  # type: ignore[arg-type]
     server = await aiohttp_server(stub_crawler_http_app(stub_crawler))
     return HttpCrawlerClient(str(server.make_url("/")), timeout_seconds=1.0)
@@ -122,8 +124,8 @@ async def crawler_client(
 
 @pytest.fixture
 async def api_client(
-    aiohttp_client: Any, api_settings: ApiSettings, crawler_client: CrawlerClient
-) -> TestClient:
+    aiohttp_client: AiohttpClient, api_settings: ApiSettings, crawler_client: CrawlerClient
+) -> TestClient[web.Request, web.Application]:
     return await aiohttp_client(create_api_app(api_settings, crawler_client))
 
 
@@ -136,7 +138,11 @@ async def expect_json(response: Any, expected_status: int) -> Any:
 
 
 async def post_message(
-    client: TestClient, author: str, text: str, expected_status: int = 201, path: str = "/messages"
+    client: TestClient[web.Request, web.Application],
+    author: str,
+    text: str,
+    expected_status: int = 201,
+    path: str = "/messages",
 ) -> Any:
     return await expect_json(
         await client.post(path, json={"AuthorUsername": author, "Text": text}), expected_status

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from synergychat.api import create_api_app
 from synergychat.bot import describe_totals
@@ -32,7 +34,7 @@ from tests.crawler.fake_gutendex import FakeBook, FakeGutendex
 
 @dataclass
 class ChatWithCrawler:
-    api: TestClient
+    api: TestClient[web.Request, web.Application]
     crawler: Crawler
 
     async def wait_for(
@@ -54,7 +56,10 @@ class ChatWithCrawler:
 
 @pytest.fixture(params=["in-process", "http"])
 def start_chat(
-    request: pytest.FixtureRequest, aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+    request: pytest.FixtureRequest,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
 ) -> Callable[[str], Any]:
     async def start(source_url: str) -> ChatWithCrawler:
         settings = crawler_settings(tmp_path / "counts", source_url)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from synergychat.api import create_api_app
 from synergychat.crawler import Crawler, create_crawler_app
@@ -38,7 +39,7 @@ PROGRESS_KEYS = {"state", "books_done", "books_total", "percent", "books_per_min
 
 @dataclass
 class ApiWithCrawler:
-    api: TestClient
+    api: TestClient[web.Request, web.Application]
     crawler: Crawler
 
     async def progress(self, expected_status: int = 200) -> Any:
@@ -47,7 +48,10 @@ class ApiWithCrawler:
 
 @pytest.fixture(params=["in-process", "http"])
 def start_api(
-    request: pytest.FixtureRequest, aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+    request: pytest.FixtureRequest,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
 ) -> Callable[[str], Awaitable[ApiWithCrawler]]:
     async def start(source_url: str) -> ApiWithCrawler:
         settings = crawler_settings(tmp_path / "counts", source_url)
@@ -159,6 +163,7 @@ async def test_a_stuck_in_process_crawler_times_out(aiohttp_client: Any) -> None
             await asyncio.sleep(30)
             raise AssertionError("never")
 
+    # A stand-in for Crawler with only the method this path calls.
     client = InProcessCrawlerClient(StuckCrawler())  # type: ignore[arg-type]
     api = await aiohttp_client(create_api_app(ApiSettings(crawler_timeout_seconds=0.2), client))
     assert await expect_json(await api.get("/crawl/progress"), 503) == {
@@ -194,6 +199,7 @@ class CountingCrawler:
 async def test_many_pages_asking_cost_the_crawler_one_call_per_period() -> None:
     now = [0.0]
     crawler = CountingCrawler()
+    # CountingCrawler has only the part of CrawlerClient the endpoint calls (progress).
     endpoint = CrawlProgressEndpoint(crawler, 1.0, clock=lambda: now[0])  # type: ignore[arg-type]
     crawler.delay = 0.05
 
@@ -219,6 +225,7 @@ async def test_many_pages_asking_cost_the_crawler_one_call_per_period() -> None:
 async def test_a_page_that_goes_away_does_not_cancel_the_others_answer() -> None:
     crawler = CountingCrawler()
     crawler.delay = 0.2
+    # CountingCrawler has only the part of CrawlerClient the endpoint calls (progress).
     endpoint = CrawlProgressEndpoint(crawler, 1.0)  # type: ignore[arg-type]
     leaving = asyncio.ensure_future(endpoint._progress())
     staying = asyncio.ensure_future(endpoint._progress())

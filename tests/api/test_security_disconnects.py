@@ -52,7 +52,7 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def wait_for_access_line(caplog: Any, fragment: str, timeout: float = 5.0) -> str:
+async def wait_for_access_line(caplog: pytest.LogCaptureFixture, fragment: str, timeout: float = 5.0) -> str:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -63,7 +63,7 @@ async def wait_for_access_line(caplog: Any, fragment: str, timeout: float = 5.0)
     raise AssertionError(f"no access log line with {fragment!r}: {[r.getMessage() for r in caplog.records]}")
 
 
-def assert_no_errors(caplog: Any) -> None:
+def assert_no_errors(caplog: pytest.LogCaptureFixture) -> None:
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [(r.name, r.getMessage()) for r in errors]
 
@@ -79,7 +79,7 @@ HALF_BODIES = {
 @pytest.mark.parametrize("close", ["fin", "rst"])
 @pytest.mark.parametrize("body", list(HALF_BODIES))
 async def test_a_body_that_stops_halfway_is_a_client_disconnect(
-    api_server: Served, caplog: Any, body: str, close: str
+    api_server: Served, caplog: pytest.LogCaptureFixture, body: str, close: str
 ) -> None:
     caplog.set_level(logging.INFO)
     _, writer = await asyncio.open_connection(api_server.host, api_server.port)
@@ -97,7 +97,9 @@ async def test_a_body_that_stops_halfway_is_a_client_disconnect(
     assert_no_errors(caplog)
 
 
-async def test_a_stream_dropped_after_a_stall_is_not_an_error(api_server: Served, caplog: Any) -> None:
+async def test_a_stream_dropped_after_a_stall_is_not_an_error(
+    api_server: Served, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     sock = socket.socket()
     # A tiny receive window, never read: the server's writes back up as with a stalled client.

@@ -9,7 +9,7 @@ import pytest
 
 from synergychat import readiness
 from synergychat.api import create_api_app
-from synergychat.readiness import ReadinessLog, readiness_response
+from synergychat.readiness import Checks, ReadinessLog, readiness_response
 from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, CrawlerSettings, WebSettings
 from synergychat.transport import HttpCrawlerClient
@@ -19,12 +19,12 @@ from tests.support.processes import free_port
 READINESS_LOGGER = "synergychat.readiness"
 
 
-def readiness_lines(caplog: Any) -> list[str]:
+def readiness_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == READINESS_LOGGER]
 
 
 async def test_the_api_names_no_crawler_address_and_logs_it_once(
-    aiohttp_client: Any, caplog: Any, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, READINESS_LOGGER)
     # A process remembers what it logged; this test is a fresh process in that respect.
@@ -60,13 +60,16 @@ async def test_all_in_one_names_no_catalogue_address(aiohttp_client: Any, tmp_pa
         assert set(check) <= {"ok", "state", "location", "progress"}, check
 
 
-def test_a_failure_is_logged_when_it_starts_and_when_it_ends(caplog: Any) -> None:
+def test_a_failure_is_logged_when_it_starts_and_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, READINESS_LOGGER)
     changes = ReadinessLog()
-    broken = {"database": {"ok": False, "detail": "not writable: disk I/O error at /data/db/messages.db"}}
-    healthy = {"database": {"ok": True, "detail": "writable"}}
+    broken: Checks = {
+        "database": {"ok": False, "detail": "not writable: disk I/O error at /data/db/messages.db"}
+    }
+    healthy: Checks = {"database": {"ok": True, "detail": "writable"}}
     for checks in (healthy, broken, broken, broken, healthy, healthy):
         response = readiness_response(checks["database"]["ok"], checks, changes)
+        assert isinstance(response.body, bytes)  # a JSON answer's body is its encoded text
         assert b"/data" not in response.body
     assert readiness_lines(caplog) == [
         "readiness: database is ok (writable)",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from synergychat.crawler import Crawler, create_crawler_app
@@ -182,7 +183,7 @@ def make_crawler(settings: CrawlerSettings, **overrides: Any) -> Crawler:
 class RunningCrawler:
     """A crawler app served for one test; ``stop`` runs its shutdown like a SIGTERM would."""
 
-    def __init__(self, crawler: Crawler, client: TestClient) -> None:
+    def __init__(self, crawler: Crawler, client: TestClient[web.Request, web.Application]) -> None:
         self.crawler = crawler
         self.client = client
 
@@ -214,7 +215,7 @@ class RunningCrawler:
 
 @pytest.fixture
 async def start_crawler(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningCrawler]]]:
-    started: list[TestClient] = []
+    started: list[TestClient[web.Request, web.Application]] = []
 
     async def start(
         settings: CrawlerSettings | None = None, source_url: str = "", **overrides: Any

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -22,12 +22,12 @@ from .conftest import (
     SAMPLE_COUNTS,
     SAMPLE_TEXT_FILES,
     TEST_LEASE_SECONDS,
-    FakeGutendex,
     OpenCountStore,
     RunningCrawler,
     crawler_settings,
     rows,
 )
+from .fake_gutendex import FakeGutendex
 
 StartCrawler = Callable[..., Awaitable[RunningCrawler]]
 BOOK = CountedBook(84, "Frankenstein", "https://g.org/84.txt", "utf-8")
@@ -80,9 +80,9 @@ async def test_counts_replace_never_add_and_skips_keep_counts(open_count_store: 
 
 
 @pytest.fixture
-async def replicas(postgres_url: str) -> list[PostgresCountStore]:
+async def replicas(postgres_url: str) -> AsyncIterator[list[PostgresCountStore]]:
     stores = [await PostgresCountStore.open(postgres_url, 4, TEST_LEASE_SECONDS) for _ in range(2)]
-    yield stores  # type: ignore[misc]
+    yield stores
     for store in stores:
         await store.close()
 

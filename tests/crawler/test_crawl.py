@@ -17,14 +17,13 @@ from . import fake_gutendex as faults
 from .conftest import (
     SAMPLE_COUNTS,
     SAMPLE_TEXT_FILES,
-    FakeBook,
-    FakeGutendex,
     RunningCrawler,
     closed_port_url,
     crawler_settings,
     rows,
     sample_books,
 )
+from .fake_gutendex import FakeBook, FakeGutendex
 
 StartCrawler = Callable[..., Awaitable[RunningCrawler]]
 ServeFake = Callable[..., Awaitable[FakeGutendex]]

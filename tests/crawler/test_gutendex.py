@@ -21,7 +21,7 @@ from synergychat.gutendex import (
 )
 
 from . import fake_gutendex as faults
-from .conftest import FakeBook, FakeGutendex
+from .fake_gutendex import FakeBook, FakeGutendex
 
 BASE = "https://gutendex.example/books/?page=2"
 ServeFake = Callable[..., Awaitable[FakeGutendex]]

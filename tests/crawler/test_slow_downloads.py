@@ -18,7 +18,8 @@ import pytest
 from synergychat.gutendex import Timeouts
 
 from . import fake_gutendex as faults
-from .conftest import FakeBook, FakeGutendex, RunningCrawler, crawler_settings, rows
+from .conftest import RunningCrawler, crawler_settings, rows
+from .fake_gutendex import FakeBook, FakeGutendex
 
 StartCrawler = Callable[..., Awaitable[RunningCrawler]]
 ServeFake = Callable[..., Awaitable[FakeGutendex]]

@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from .conftest import SAMPLE_COUNTS, FakeGutendex, RunningCrawler, crawler_settings
+from synergychat.storage import SqliteCountStore
+
+from .conftest import SAMPLE_COUNTS, RunningCrawler, crawler_settings
+from .fake_gutendex import FakeGutendex
 
 StartCrawler = Callable[..., Awaitable[RunningCrawler]]
 SEEDED_BOOKS = 40_000  # 80,000 rows, ~5 MB of JSON: more than the sockets between us can hold
@@ -80,7 +83,9 @@ def clients_that_never_read(running: RunningCrawler, number: int) -> Iterator[li
 
 
 async def downloads(running: RunningCrawler) -> dict[str, Any]:
-    return (await running.get_json("/status"))["stats_downloads"]
+    found = (await running.get_json("/status"))["stats_downloads"]
+    assert isinstance(found, dict), found
+    return found
 
 
 async def wait_for_downloads(running: RunningCrawler, active: int, timeout: float = 15.0) -> None:
@@ -156,7 +161,7 @@ async def test_readiness_does_not_wait_behind_the_count_store(
     # Ten whole /stats built under the store's lock made /readyz 503 in 7 of 11 probes.
     running = await start_seeded(gutendex, start_crawler, tmp_path)
     store = running.crawler._store
-    assert store is not None
+    assert isinstance(store, SqliteCountStore)  # the lock is SQLite's: one connection, serialised
     async with store._lock:  # as a long /stats/totals or a crawl write holds it
         ready = await running.get_json("/readyz")
         assert ready["status"] == "ready" and ready["checks"]["database"]["ok"] is True

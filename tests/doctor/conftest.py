@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from tests.support.processes import REPO, free_port, role_env
 
@@ -34,10 +35,12 @@ class DoctorRun:
 
     @property
     def report(self) -> dict[str, Any]:
-        return json.loads(self.out)
+        report: dict[str, Any] = json.loads(self.out)  # the doctor's --json: one object
+        return report
 
     def check(self, name: str) -> dict[str, Any]:
-        (found,) = [check for check in self.report["checks"] if check["name"] == name]
+        checks: list[dict[str, Any]] = self.report["checks"]
+        (found,) = [check for check in checks if check["name"] == name]
         return found
 
     def statuses(self) -> dict[str, str]:
@@ -80,7 +83,7 @@ Serve = Callable[[web.Application], Awaitable[str]]
 
 
 @pytest.fixture
-def serve(aiohttp_server) -> Serve:  # type: ignore[no-untyped-def]
+def serve(aiohttp_server: AiohttpServer) -> Serve:
     """Serve a stand-in app on 127.0.0.1; returns its base URL without a trailing slash."""
 
     async def start(app: web.Application) -> str:

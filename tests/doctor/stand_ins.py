@@ -5,9 +5,11 @@ the original Go api and page, a crawler, a Gutendex, and a path-routing reverse 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from yarl import URL
 
 from tests.support.relay import relay
@@ -49,7 +51,7 @@ def original_api_app(messages_body: bytes = ORIGINAL_MESSAGES) -> web.Applicatio
     404 on everything else (GET /, /readyz, /messages/stream)."""
 
     @web.middleware
-    async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin", "")
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=200)
@@ -153,7 +155,7 @@ def proxy_app(routes: list[tuple[str, str]]) -> web.Application:
     """
     ordered = sorted(routes, key=lambda route: len(route[0]), reverse=True)
 
-    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(auto_decompress=False) as session:
             app[SESSION] = session
             yield

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from tests.doctor.conftest import DoctorRunner, Serve
 from tests.doctor.stand_ins import (
@@ -192,7 +193,7 @@ async def test_a_preflight_answered_by_a_proxy(serve: Serve, doctor: DoctorRunne
 
     # Something in front of the api that refuses OPTIONS itself.
     @web.middleware
-    async def refuse_options(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def refuse_options(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return web.Response(status=405, text="method not allowed")
         return await handler(request)
@@ -212,7 +213,7 @@ async def test_a_preflight_answered_by_a_proxy(serve: Serve, doctor: DoctorRunne
 def odd_api_app(readyz: bytes, messages: bytes = b"[]") -> web.Application:
     """An api whose readyz and messages answer exactly these bytes (CORS as the original's)."""
 
-    def raw(body: bytes):  # type: ignore[no-untyped-def]
+    def raw(body: bytes) -> Handler:
         async def answer(request: web.Request) -> web.Response:
             return web.Response(body=body, content_type="application/json")
 

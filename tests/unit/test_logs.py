@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -62,14 +64,16 @@ def test_log_settings_default_to_text_at_info_and_take_any_case() -> None:
         "log_format": "json",
         "log_level": "DEBUG",
     }
-    for bad in ({"log_format": "xml"}, {"log_level": "loud"}):
+    # Any: these are wrong on purpose, for pydantic to refuse when the process starts.
+    bad_settings: list[dict[str, Any]] = [{"log_format": "xml"}, {"log_level": "loud"}]
+    for bad in bad_settings:
         with pytest.raises(ValidationError):
             LogSettings(**bad)
 
 
-def record(message: str, *args: object, **kwargs: object) -> logging.LogRecord:
+def record(message: str, *args: object, extra: Mapping[str, object] | None = None) -> logging.LogRecord:
     logger = logging.getLogger("synergychat.test")
-    return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, args, None, **kwargs)  # type: ignore[arg-type]
+    return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, args, None, extra=extra)
 
 
 def test_a_json_line_has_the_fields_and_the_request_id() -> None:

@@ -26,8 +26,8 @@ async def test_connections_opening_a_fresh_file_together_all_migrate_it_once(
 ) -> None:
     path = tmp_path / f"round-{round_number}" / "crawler.sqlite3"
     connections = await asyncio.gather(*(open_database(path, COUNT_MIGRATIONS) for _ in range(OPENERS)))
-    for conn in connections:
-        await conn.close()
+    for opened in connections:
+        await opened.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (len(COUNT_MIGRATIONS),)
         # The one-row table was created, and filled, once.
