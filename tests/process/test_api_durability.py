@@ -34,7 +34,8 @@ def post(url: str, text: str, timeout: float = 10) -> int:
             page = json.loads(response.read())
             # The answer is the latest page, and the sender's own message is on it.
             assert text in [message["Text"] for message in page]
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as error:
         body = json.loads(error.read())
         assert "error" in body
@@ -46,7 +47,8 @@ def post(url: str, text: str, timeout: float = 10) -> int:
 def readyz(url: str) -> int:
     try:
         with urllib.request.urlopen(url + "/readyz", timeout=5) as response:
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as error:
         return error.code
 

@@ -81,6 +81,7 @@ def wait_for_status(
     url: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
+    status: dict[str, Any]  # /status answers a JSON object
     while True:
         status_code, status = http_json("GET", url)
         if status_code == 200 and predicate(status):
@@ -93,7 +94,7 @@ def wait_for_status(
 def ask_stats(messages_url: str, text: str) -> dict[str, Any]:
     status_code, messages = http_json("POST", messages_url, {"AuthorUsername": "x", "Text": text})
     assert status_code == 201, messages
-    reply = messages[-1]
+    reply: dict[str, Any] = messages[-1]
     assert reply["AuthorUsername"] == "crawler-bot"
     return reply
 

@@ -21,7 +21,9 @@ def post(url: str, text: str) -> dict[str, object]:
         assert response.status == 201
         page = json.loads(response.read())
     assert isinstance(page, list)
-    return page[-1]
+    last = page[-1]
+    assert isinstance(last, dict)
+    return last
 
 
 @pytest.mark.parametrize(

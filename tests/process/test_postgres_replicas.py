@@ -7,6 +7,7 @@ is a measurement for the record; the test asserts only what must hold on any mac
 
 from __future__ import annotations
 
+import http.client
 import json
 import statistics
 import subprocess
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Self
@@ -75,10 +76,10 @@ class StreamReader:
             except (OSError, urllib.error.HTTPError):
                 time.sleep(0.2)
 
-    def _read(self, response: object) -> None:
+    def _read(self, response: http.client.HTTPResponse) -> None:
         event, data, event_id = "", "", ""
         while not self._stop.is_set():
-            line = response.readline()  # type: ignore[attr-defined]
+            line = response.readline()
             if not line:
                 return
             text = line.decode().rstrip("\n")
@@ -103,10 +104,10 @@ def stored_texts(server: PostgresServer, database: str) -> Counter[str]:
     return Counter(server.psql(database, "SELECT text FROM messages"))
 
 
-def wait_until(condition: object, timeout: float) -> bool:
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
+        if condition():
             return True
         time.sleep(0.05)
     return False
@@ -206,9 +207,9 @@ def test_postgres_stopped_under_load_gives_503s_then_recovers_without_restart(
     ],
 )
 def test_an_unusable_database_at_start_is_one_masked_line_and_an_exit(
-    postgres_server: PostgresServer, role: str, variable: str, mangle: object, status: int
+    postgres_server: PostgresServer, role: str, variable: str, mangle: Callable[[str], str], status: int
 ) -> None:
-    url = mangle(postgres_server.url("postgres"))  # type: ignore[operator]
+    url = mangle(postgres_server.url("postgres"))
     result = subprocess.run(
         [sys.executable, "-m", "synergychat", "--role", role],
         cwd=REPO,

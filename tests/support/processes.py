@@ -56,7 +56,9 @@ class RunningRole:
         return self.process.returncode
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 20.0) -> None:
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes] | subprocess.Popen[str] | None = None, timeout: float = 20.0
+) -> None:
     """Poll ``url`` until it answers anything but a connection error."""
     deadline = time.monotonic() + timeout
     while True:
