@@ -89,14 +89,16 @@ class ChatBrowser:
         return messages
 
     async def messages(self, api: URL) -> list[dict[str, Any]]:
-        return await self.json("GET", api.join(URL("messages")))
+        messages = await self.json("GET", api.join(URL("messages")))
+        assert isinstance(messages, list)
+        return messages
 
     async def stats_until_counted(self, api: URL, timeout: float = 60.0) -> str:
         """Ask crawler-bot until it has counted something (the crawl runs in the background)."""
         deadline = time.monotonic() + timeout
         while True:
             messages = await self.post(api, "tester", "/stats keywords=love")
-            replies = [m["Text"] for m in messages if m["AuthorUsername"] == BOT_USERNAME]
+            replies: list[str] = [m["Text"] for m in messages if m["AuthorUsername"] == BOT_USERNAME]
             assert replies, f"no reply from {BOT_USERNAME}: {messages[-3:]}"
             match = STATS_REPLY.search(replies[-1])
             assert match, f"{BOT_USERNAME} could not answer: {replies[-1]!r}"

@@ -36,19 +36,23 @@ class Workload:
 
     @property
     def name(self) -> str:
-        return self.deployment["metadata"]["name"]
+        name: str = self.deployment["metadata"]["name"]
+        return name
 
     @property
     def pod(self) -> dict[str, Any]:
-        return self.deployment["spec"]["template"]["spec"]
+        pod: dict[str, Any] = self.deployment["spec"]["template"]["spec"]
+        return pod
 
     @property
     def pod_labels(self) -> dict[str, str]:
-        return self.deployment["spec"]["template"]["metadata"]["labels"]
+        labels: dict[str, str] = self.deployment["spec"]["template"]["metadata"]["labels"]
+        return labels
 
     @property
     def containers(self) -> list[dict[str, Any]]:
-        return self.pod["containers"]
+        containers: list[dict[str, Any]] = self.pod["containers"]
+        return containers
 
     @property
     def container(self) -> dict[str, Any]:
@@ -84,8 +88,9 @@ class Workload:
         """The containerPort a Service's targetPort or a probe's port names."""
         for container in self.containers:
             for port in container.get("ports", ()):
-                if target in (port["containerPort"], port.get("name")):
-                    return port["containerPort"]
+                number: int = port["containerPort"]
+                if target in (number, port.get("name")):
+                    return number
         raise AssertionError(f"{self.name} has no container port {target!r}")
 
 

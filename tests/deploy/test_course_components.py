@@ -145,7 +145,9 @@ def test_loadgen_targets_the_api_service_and_serves_its_probes(
     found = Manifests(with_components[overlay])
     loadgen = workloads(with_components[overlay])["loadgen"]
     env = loadgen.env()
-    settings = LoadgenSettings(**{name.lower(): value for name, value in env.items() if name != "ROLE"})
+    # Strings, as the environment gives them: pydantic converts each to its field's type.
+    fields: dict[str, Any] = {name.lower(): value for name, value in env.items() if name != "ROLE"}
+    settings = LoadgenSettings(**fields)
     url = URL(settings.loadgen_target_url)
     # A Service name of this namespace on one of its ports, leading to the api's pods.
     backend, port = found.service_backend(url.host or "", url.port or 80)

@@ -109,7 +109,8 @@ def running_nginx(tmp: Path, web: str, api: str) -> Iterator[str]:
 def status_of(url: str, context: ssl.SSLContext | None = None) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=5, context=context) as response:
-            return response.status
+            status: int = response.status
+            return status
     except urllib.error.HTTPError as error:
         error.close()
         return error.code

@@ -183,6 +183,7 @@ def api_url_target(found: Manifests, page_url: str) -> tuple[str, str]:
     rule_and_path = route(rules_from(found.of_kind("HTTPRoute")), messages.host or "", messages.path)
     assert rule_and_path is not None, f"no route for {messages}"
     rule, path = rule_and_path
+    assert rule.service is not None, f"the route for {messages} has no backend"
     workload, _ = found.service_backend(rule.service, rule.port)
     return workload.role, path
 
@@ -224,6 +225,7 @@ def test_gke_routes_by_path_and_strips_api(rendered: dict[str, list[dict[str, An
         rule_and_path = route(rules, "synergychat.example", path)
         assert rule_and_path is not None, path
         rule, seen = rule_and_path
+        assert rule.service is not None, path
         assert (found.service_backend(rule.service, rule.port)[0].role, seen) == (role, backend_path), path
     assert api_url_target(found, "http://203.0.113.7/") == ("api", "/messages")
 
@@ -446,7 +448,8 @@ def compose_config(*files: str) -> dict[str, Any]:
     args = [tool("podman-compose")]
     for file in files:
         args += ["-f", str(REPO / file)]
-    return yaml.safe_load(run([*args, "config"]).stdout)
+    config: dict[str, Any] = yaml.safe_load(run([*args, "config"]).stdout)
+    return config
 
 
 @pytest.mark.parametrize(
