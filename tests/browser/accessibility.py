@@ -110,7 +110,8 @@ def record_speech(page: Page) -> None:
 
 def spoken(page: Page) -> list[dict[str, Any]]:
     """What the live regions said so far: ``[{"live": "polite", "text": "..."}]``, in order."""
-    return page.evaluate("window.__spoken")
+    said: list[dict[str, Any]] = page.evaluate("window.__spoken")
+    return said
 
 
 def spoken_texts(page: Page) -> list[str]:

@@ -40,9 +40,10 @@ def expect_sent(page: Page, text: str) -> None:
 
 
 def scroll_state(page: Page) -> dict[str, float]:
-    return page.locator("#scroller").evaluate(
+    state: dict[str, float] = page.locator("#scroller").evaluate(
         "s => ({top: s.scrollTop, height: s.scrollHeight, client: s.clientHeight})"
     )
+    return state
 
 
 def at_bottom(page: Page) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from tests.support.processes import RunningRole, free_port
 
@@ -14,6 +15,8 @@ from .chat import expect_live, expect_sent, message_log, message_text, send
 from .conftest import DESKTOP, PHONE, WatchedPage, is_failed_request_log, post_message, quiet_crawler_env
 
 pytestmark = pytest.mark.browser
+
+ColorScheme = Literal["light", "dark"]
 
 SCREENS = [
     pytest.param(DESKTOP, "light", id="desktop-light"),
@@ -24,7 +27,7 @@ SCREENS = [
 ]
 
 
-def in_scheme(scheme: str) -> Callable[[Page], None]:
+def in_scheme(scheme: ColorScheme) -> Callable[[Page], None]:
     return lambda page: page.emulate_media(color_scheme=scheme)
 
 
@@ -46,8 +49,8 @@ def check(page: Page, state: str, found: dict[str, list[str]]) -> None:
 
 @pytest.mark.parametrize(("viewport", "scheme"), SCREENS)
 def test_no_axe_violations_in_any_state(
-    viewport: dict[str, int],
-    scheme: str,
+    viewport: ViewportSize,
+    scheme: ColorScheme,
     start_role: Callable[..., RunningRole],
     open_page: Callable[..., WatchedPage],
 ) -> None:
@@ -98,7 +101,10 @@ def test_no_axe_violations_in_any_state(
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("problem", ["not configured", "offline"])
 def test_no_axe_violations_with_the_page_wide_error(
-    scheme: str, problem: str, start_role: Callable[..., RunningRole], open_page: Callable[..., WatchedPage]
+    scheme: ColorScheme,
+    problem: str,
+    start_role: Callable[..., RunningRole],
+    open_page: Callable[..., WatchedPage],
 ) -> None:
     api_url = "" if problem == "not configured" else f"http://127.0.0.1:{free_port()}"
     web = start_role("web", env={"API_URL": api_url})

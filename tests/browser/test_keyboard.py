@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FloatRect, Page, expect
 
 from tests.support.processes import RunningRole
 
@@ -34,7 +34,7 @@ def all_role(start_role: Callable[..., RunningRole]) -> RunningRole:
 
 def focused(page: Page) -> str:
     """The focused element as "role name", or "page" when nothing on it has focus."""
-    return page.evaluate(
+    found: str = page.evaluate(
         """() => {
           const e = document.activeElement;
           if (!e || e === document.body) return 'page';
@@ -47,9 +47,10 @@ def focused(page: Page) -> str:
           return `${role} ${name.replace(/\\s+/g, ' ').trim()}`;
         }"""
     )
+    return found
 
 
-def ring_area(page: Page) -> dict[str, float]:
+def ring_area(page: Page) -> FloatRect:
     """The focused element's box and a margin around it, inside the viewport."""
     box = page.evaluate(
         "() => { const r = document.activeElement.getBoundingClientRect();"

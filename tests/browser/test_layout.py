@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from tests.support.processes import RunningRole
 
@@ -31,7 +31,10 @@ def seed_conversation(api: str) -> None:
 
 
 def horizontal_overflow(page: Page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    overflow: int = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    return overflow
 
 
 def screenshot(page: Page, tmp_path: Path, name: str) -> None:
@@ -42,7 +45,7 @@ def screenshot(page: Page, tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_fits_the_screen(
-    viewport: dict[str, int],
+    viewport: ViewportSize,
     start_role: Callable[..., RunningRole],
     open_page: Callable[..., WatchedPage],
     tmp_path: Path,
@@ -109,7 +112,7 @@ def expect_usable(page: Page) -> None:
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
 def test_text_at_twice_the_size(
-    viewport: dict[str, int],
+    viewport: ViewportSize,
     start_role: Callable[..., RunningRole],
     open_page: Callable[..., WatchedPage],
     tmp_path: Path,
@@ -137,7 +140,7 @@ def test_zoomed_in(
     # Browser zoom on a 1280x800 screen: fewer, larger CSS pixels (400 % is WCAG's reflow case).
     role = start_role("all", env=quiet_crawler_env())
     seed_conversation(role.url + "/api")
-    viewport = {"width": DESKTOP["width"] // zoom, "height": DESKTOP["height"] // zoom}
+    viewport: ViewportSize = {"width": DESKTOP["width"] // zoom, "height": DESKTOP["height"] // zoom}
     watched = open_page(role.url + "/", viewport=viewport, device_scale_factor=zoom)
     page = watched.page
     expect_live(page)
