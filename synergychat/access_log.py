@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -42,24 +43,29 @@ class ProbeQuietAccessLogger(AbstractAccessLogger):
         metrics = getattr(request.protocol._manager, "metrics", None)
         if metrics is not None:
             metrics.observe(request, response.status, time)
-        path = request.path
-        quiet = path.endswith(QUIET_SUFFIXES) or request.get(QUIET_ACCESS, False)
+        path, status = request.path, response.status
+        # Only refusals are marked (a 503): a successful request skips the lookup, which
+        # costs a KeyError when the mark is absent.
+        quiet = path.endswith(QUIET_SUFFIXES) or (status >= 500 and request.get(QUIET_ACCESS, False))
         level = logging.DEBUG if quiet else logging.INFO
         if not self.logger.isEnabledFor(level):
             return
-        remote, method, status = request.remote, request.method, response.status
+        remote, method = request.remote, request.method
         message = f'{remote} "{method} {request.path_qs}" {status} {time * 1000:.1f}ms'
-        # The same, as fields of a JSON line (LOG_FORMAT=json); the text line has no use for them.
-        fields = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration": round(time, 6),
-            "remote": remote,
-        }
+
+        def fields() -> dict[str, Any]:
+            # The same, as fields of a JSON line (LOG_FORMAT=json); a text line has no use for them.
+            return {
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration": round(time, 6),
+                "remote": remote,
+            }
+
         handler = direct_handler(self.logger)
         if handler is None or not write_line(handler, self.logger.name, level, message, fields):
-            self.logger.log(level, "%s", message, extra=fields)
+            self.logger.log(level, "%s", message, extra=fields())
 
     @property
     def enabled(self) -> bool:
@@ -89,7 +95,11 @@ def direct_handler(logger: logging.Logger) -> LoopFlushedHandler | None:
 
 
 def write_line(
-    handler: LoopFlushedHandler, logger_name: str, level: int, message: str, fields: dict[str, Any]
+    handler: LoopFlushedHandler,
+    logger_name: str,
+    level: int,
+    message: str,
+    fields: Callable[[], dict[str, Any]],
 ) -> bool:
     """Write the line a record of these would have made, in ``handler``'s format; False if
     the format is not one of ours (the caller logs a record instead)."""
@@ -105,7 +115,7 @@ def write_line(
     elif isinstance(formatter, JsonLineFormatter):
         entry = {"time": iso_time(created), "level": level_name, "logger": logger_name, "message": message}
         entry.update(formatter.static_fields)
-        entry.update(fields)
+        entry.update(fields())
         if (request_id := REQUEST_ID.get()) is not None:
             entry["request_id"] = request_id
         line = formatter.jsonify_log_record(entry)

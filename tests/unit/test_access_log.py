@@ -46,7 +46,7 @@ def written(handler: LoopFlushedHandler, level: int) -> str:
     assert isinstance(stream, io.StringIO)
     stream.seek(0)
     stream.truncate()
-    assert write_line(handler, "synergychat.access", level, MESSAGE, dict(FIELDS))
+    assert write_line(handler, "synergychat.access", level, MESSAGE, FIELDS.copy)
     return stream.getvalue()
 
 
@@ -99,10 +99,10 @@ def test_any_other_listener_gets_records(root_handler: LoopFlushedHandler) -> No
             remove(other)
     # A formatter or filter of someone else's: the caller logs a record instead.
     root_handler.setFormatter(logging.Formatter("%(message)s"))
-    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, dict(FIELDS))
+    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, FIELDS.copy)
     root_handler.setFormatter(TextFormatter())
     root_handler.addFilter(lambda record: True)
-    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, dict(FIELDS))
+    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, FIELDS.copy)
 
 
 def test_a_handler_between_the_access_logger_and_the_root_gets_records(
