@@ -16,7 +16,7 @@ from .access_log import QUIET_ACCESS
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
-from .http_errors import ClientError, json_errors, plain_errors_as_json
+from .http_errors import ClientError, json_errors, on_prepare, plain_errors_as_json
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .metrics import API_METRICS, ApiMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
@@ -227,8 +227,7 @@ def create_api_app(
     app[API_METRICS] = metrics = metrics or ApiMetrics()
     # Read when scraped: nothing to update as streams come and go.
     metrics.stream_clients.set_function(hub.__len__)
-    app.on_response_prepare.append(cors.on_response_prepare)
-    app.on_response_prepare.append(plain_errors_as_json)
+    app.on_response_prepare.append(on_prepare(cors.add_headers, plain_errors_as_json))
     app.cleanup_ctx.append(message_store_ctx)
     app.cleanup_ctx.append(crawler_client_ctx)
     app.on_shutdown.append(close_streams)

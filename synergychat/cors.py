@@ -83,13 +83,14 @@ class CorsPolicy:
             return "a request from another site without an Origin is not allowed here (API_CORS_ORIGINS)"
         return None
 
-    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+    def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """A response hook (``http_errors.on_prepare``): the answer says who may read it."""
         origin = request.headers.get("Origin")
         response.headers.add("Vary", "Origin")
         if origin and self.allows(origin):
             response.headers["Access-Control-Allow-Origin"] = origin
 
-    async def preflight(self, request: web.Request) -> web.Response:
+    def preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")
         if not origin or "Access-Control-Request-Method" not in request.headers:
             # A plain OPTIONS: what this path supports (RFC 9110), not every method a preflight
@@ -116,7 +117,7 @@ class CorsPolicy:
         # Every path answers a preflight, including ones that would 404: the browser
         # then reports the real status on the real request.
         if request.method == "OPTIONS":
-            return await self.preflight(request)
+            return self.preflight(request)
         if reason := self.refuses_write(request):
             log.info("refused %s %s: %s", request.method, request.path, reason)
             raise ClientError(403, reason)

@@ -83,8 +83,23 @@ def unexpected(request: web.Request, exc: Exception) -> web.Response:
     return json_error(500, "internal error")
 
 
-async def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
-    """An ``on_response_prepare`` hook: the few errors aiohttp answers before any middleware
+# Something to do to every response as it is prepared (headers), in the order given.
+ResponseHook = Callable[[web.Request, web.StreamResponse], None]
+
+
+def on_prepare(*hooks: ResponseHook) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """One ``on_response_prepare`` receiver running ``hooks`` in order: aiohttp awaits each
+    receiver of every response apart, so a role's hooks go in one."""
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        for hook in hooks:
+            hook(request, response)
+
+    return prepare
+
+
+def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
+    """A response hook (``on_prepare``): the few errors aiohttp answers before any middleware
     runs (an ``Expect`` it does not know: 417) come in plain text; make them JSON too."""
     if response.status < 400 or not isinstance(response, web.Response):
         return

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from synergychat.http_errors import json_errors, plain_errors_as_json
+from synergychat.http_errors import json_errors, on_prepare, plain_errors_as_json
 from tests.conftest import expect_json
 
 
@@ -16,7 +16,7 @@ async def test_an_unknown_expect_is_a_json_417(aiohttp_client: Any) -> None:
 
     app = web.Application(middlewares=[json_errors()])
     app.router.add_post("/", hello)
-    app.on_response_prepare.append(plain_errors_as_json)
+    app.on_response_prepare.append(on_prepare(plain_errors_as_json))
     client = await aiohttp_client(app)
 
     # aiohttp refuses an Expect it does not know before the middlewares see the request.
