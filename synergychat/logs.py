@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import re
 import secrets
 import sys
@@ -68,9 +69,25 @@ class JsonLineFormatter(JsonFormatter):
         return iso_time(record.created)
 
 
+# The last whole second iso_time wrote, and its text: a busy server writes many lines a second.
+_iso_second: tuple[int, str] = (-1, "")
+
+
 def iso_time(created: float) -> str:
-    """``created`` (seconds since the epoch) as ISO 8601 UTC to the millisecond."""
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``created`` (seconds since the epoch) as ISO 8601 UTC to the millisecond, as
+    ``datetime.isoformat(timespec="milliseconds")`` writes it: ``2026-12-02T07:42:20.123Z``."""
+    global _iso_second
+    # As datetime.fromtimestamp takes it apart: microseconds rounded half to even, then cut.
+    fraction, whole = math.modf(created)
+    second, microsecond = int(whole), round(fraction * 1e6)
+    if microsecond >= 1_000_000 or microsecond < 0:
+        carry, microsecond = divmod(microsecond, 1_000_000)
+        second += carry
+    cached_second, text = _iso_second
+    if second != cached_second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _iso_second = (second, text)
+    return f"{text}.{microsecond // 1000:03d}Z"
 
 
 def json_formatter(role: str) -> JsonLineFormatter:

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from synergychat.logs import (
     RequestIdFilter,
     TextFormatter,
     fatal_line,
+    iso_time,
     json_formatter,
     request_id_for,
 )
@@ -187,3 +189,25 @@ def test_lines_logged_off_the_loop_are_written_out_at_once() -> None:
     assert stream.flushed == "INFO no loop here\n"
     logger.info("after the loop")
     assert stream.flushed.endswith("INFO no loop here\nINFO last turn\nINFO after the loop\n")
+
+
+def test_iso_time_writes_what_datetime_writes() -> None:
+    # iso_time keeps the text of the last second; it must still be datetime's text, to the
+    # millisecond, at the edges too: microseconds rounded up into the next second, the epoch.
+    def by_datetime(created: float) -> str:
+        return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    start = 1764662540.0
+    edges = [
+        start + 0.9999996,
+        start + 0.9999995,
+        start + 0.0000004,
+        start,
+        0.0,
+        0.0005,
+        -0.5,
+        4102444800.123456,
+    ]
+    steps = [start + microseconds / 1e6 for microseconds in range(0, 3_000_000, 997)]
+    for created in [*edges, *steps, *reversed(steps)]:
+        assert iso_time(created) == by_datetime(created), created
