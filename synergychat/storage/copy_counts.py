@@ -16,7 +16,6 @@ starts meanwhile reads the position once the copy is committed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +29,11 @@ from .copy_rows import (
     database_row,
     first_difference,
     hold_locks,
+    nul_note,
     optional_text,
     other_sessions,
     postgres_batches,
+    stored_rows,
 )
 from .counts import COUNT_MIGRATIONS
 from .legacy_import import SQLITE_HEADER
@@ -122,20 +123,6 @@ def open_count_file(file: Path, label: str) -> CountFile:
     return CountFile(snapshot, stored_position, int(counted), int(skipped), int(counts))
 
 
-async def _stored(
-    batches: AsyncIterator[list[Row]], replaced: list[int] | None = None
-) -> AsyncIterator[list[Row]]:
-    """Rows as PostgreSQL stores them (no NUL in text); ``replaced`` counts the rows changed."""
-    async for batch in batches:
-        rows = []
-        for row in batch:
-            stored = tuple(optional_text(value) for value in row)
-            if replaced is not None and stored != row:
-                replaced[0] += 1
-            rows.append(stored)
-        yield rows
-
-
 class CountCopy:
     """One copy of a count file into one database, in a transaction the caller holds."""
 
@@ -185,7 +172,7 @@ class CountCopy:
         snapshot = self.file.snapshot
         for file_rows, database_rows in ((_FILE_BOOKS, _DATABASE_BOOKS), (_FILE_COUNTS, _DATABASE_COUNTS)):
             difference = await first_difference(
-                _stored(snapshot.batches(file_rows)), postgres_batches(conn, database_rows)
+                stored_rows(snapshot.batches(file_rows)), postgres_batches(conn, database_rows)
             )
             if difference is not None:
                 return False
@@ -207,11 +194,11 @@ class CountCopy:
             conn,
             "crawl_books",
             _BOOK_COLUMNS,
-            _stored(snapshot.batches(_FILE_BOOKS), self.replaced),
+            stored_rows(snapshot.batches(_FILE_BOOKS), self.replaced),
             progress,
         )
         await copy_batches(
-            conn, "crawl_counts", _COUNT_COLUMNS, _stored(snapshot.batches(_FILE_COUNTS)), progress
+            conn, "crawl_counts", _COUNT_COLUMNS, stored_rows(snapshot.batches(_FILE_COUNTS)), progress
         )
 
     def summary(self, seconds: float) -> str:
@@ -224,16 +211,10 @@ class CountCopy:
                 f"nothing to copy: {self.url_shown} already holds the crawl of {file.path}"
                 f" ({books}, {file.counts:,} counts, pass {pass_number})"
             )
-        line = (
+        return (
             f"copied the crawl from {file.path} to {self.url_shown} in {seconds:.1f} s: {books},"
-            f" {file.counts:,} counts, pass {pass_number} {walk}"
+            f" {file.counts:,} counts, pass {pass_number} {walk}" + nul_note(self.replaced[0])
         )
-        if self.replaced[0]:
-            line += (
-                f"; {self.replaced[0]:,} of them held a NUL character, which PostgreSQL's text can't:"
-                " stored with U+FFFD in its place"
-            )
-        return line
 
     def after_commit(self) -> str | None:
         return None

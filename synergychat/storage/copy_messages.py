@@ -15,7 +15,6 @@ holds the lock every api writer takes before it picks ids (``MESSAGE_ID_LOCK``),
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +22,15 @@ from .copy_rows import (
     Connection,
     CopyRefused,
     Progress,
-    Row,
     SqliteSnapshot,
     copy_batches,
     database_row,
     first_difference,
     hold_locks,
+    nul_note,
     other_sessions,
     postgres_batches,
-    text,
+    stored_rows,
 )
 from .legacy_import import SQLITE_HEADER, NotOriginalMessages, parse_original_messages
 from .messages import MESSAGE_MIGRATIONS
@@ -119,21 +118,6 @@ def _not_sqlite(path: Path, label: str, head: bytes) -> str:
     )
 
 
-async def _stored(
-    batches: AsyncIterator[list[Row]], replaced: list[int] | None = None
-) -> AsyncIterator[list[Row]]:
-    """Rows as PostgreSQL stores them (no NUL in text); ``replaced`` counts the rows changed."""
-    async for batch in batches:
-        rows = []
-        for message_id, author, body, created_at in batch:
-            if "\x00" in author or "\x00" in body or "\x00" in created_at:
-                author, body, created_at = text(author), text(body), text(created_at)
-                if replaced is not None:
-                    replaced[0] += 1
-            rows.append((message_id, author, body, created_at))
-        yield rows
-
-
 class MessageCopy:
     """One copy of a message file into one database, in a transaction the caller holds."""
 
@@ -195,7 +179,7 @@ class MessageCopy:
     async def _check_prefix(self, conn: Connection, through: int) -> None:
         """The database's messages must be the file's first ones, exactly."""
         difference = await first_difference(
-            _stored(self.file.snapshot.batches(_FILE_ROWS, (0, through))),
+            stored_rows(self.file.snapshot.batches(_FILE_ROWS, (0, through))),
             postgres_batches(conn, _DATABASE_ROWS, through),
         )
         if difference is None:
@@ -218,7 +202,9 @@ class MessageCopy:
             await conn.execute("UPDATE history SET id = $1", self.file.history_id)
         if self.to_copy:
             progress = Progress("messages copied", self.to_copy)
-            rows = _stored(self.file.snapshot.batches(_FILE_ROWS, (self.copy_after, _LAST_ID)), self.replaced)
+            rows = stored_rows(
+                self.file.snapshot.batches(_FILE_ROWS, (self.copy_after, _LAST_ID)), self.replaced
+            )
             await copy_batches(conn, "messages", _COLUMNS, rows, progress)
 
     def summary(self, seconds: float) -> str:
@@ -240,12 +226,7 @@ class MessageCopy:
         )
         if self.copy_after:
             line += f"; ids up to {self.copy_after} were there already"
-        if self.replaced[0]:
-            line += (
-                f"; {self.replaced[0]:,} of them held a NUL character, which PostgreSQL's text can't:"
-                " stored with U+FFFD in its place"
-            )
-        return line
+        return line + nul_note(self.replaced[0])
 
     def after_commit(self) -> str | None:
         """A warning if the file got new messages while it was copied (an api still on it)."""

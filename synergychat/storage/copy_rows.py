@@ -20,6 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from ..settings import masked_database_url
 from .legacy_import import SQLITE_HEADER
+from .postgres import text
 
 # Rows read from SQLite and written to PostgreSQL at a time: memory stays the same however
 # long the history, and each COPY is big enough that its round trip costs nothing.
@@ -46,14 +47,33 @@ class CopyRefused(Exception):
     history, ...): one line for the user, naming the variable or argument; nothing changed."""
 
 
-def text(value: str) -> str:
-    """PostgreSQL's text holds no NUL character, which SQLite's may: U+FFFD instead (as the
-    crawler's store does with a catalogue's titles)."""
-    return value.replace("\x00", "\ufffd")
-
-
 def optional_text(value: object) -> object:
+    """A value as PostgreSQL stores it: text without NUL (``postgres.text``), anything else as is."""
     return text(value) if isinstance(value, str) else value
+
+
+async def stored_rows(
+    batches: AsyncIterator[list[Row]], replaced: list[int] | None = None
+) -> AsyncIterator[list[Row]]:
+    """Rows as PostgreSQL stores them (no NUL in text); ``replaced`` counts the rows changed."""
+    async for batch in batches:
+        rows = []
+        for row in batch:
+            stored = tuple(optional_text(value) for value in row)
+            if replaced is not None and stored != row:
+                replaced[0] += 1
+            rows.append(stored)
+        yield rows
+
+
+def nul_note(replaced: int) -> str:
+    """What a copy's summary adds when ``replaced`` rows held a NUL character."""
+    if not replaced:
+        return ""
+    return (
+        f"; {replaced:,} of them held a NUL character, which PostgreSQL's text can't:"
+        " stored with U+FFFD in its place"
+    )
 
 
 class SqliteSnapshot:

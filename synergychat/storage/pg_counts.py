@@ -38,10 +38,9 @@ from .pg_crawl_fleet import (
     connection,
     keyword_set,
     optional_text,
-    text,
     transaction,
 )
-from .postgres import migrate, open_pool
+from .postgres import migrate, open_pool, text
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from .count_store import ClaimedBook, CountedBook, LeaseLost
 from .database import utc_now_iso
-from .postgres import DATABASE_ERRORS
+from .postgres import DATABASE_ERRORS, text
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ _LIST_WORK = """
 WORK_LOCK = int.from_bytes(b"synchatW", "big")
 # The longest a replica waits in line for its turn to ask the catalogue.
 TURN_TIMEOUT_SECONDS = 3600.0
-
-
-def text(value: str) -> str:
-    """PostgreSQL's text holds no NUL character (a catalogue's JSON may): U+FFFD instead."""
-    return value.replace("\x00", "\ufffd")
 
 
 def keyword_set(keywords: Sequence[str]) -> str:

@@ -46,6 +46,12 @@ StoreT = TypeVar("StoreT")
 STARTUP_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, ValueError, RuntimeError)
 
 
+def text(value: str) -> str:
+    """PostgreSQL's text holds no NUL character, which a catalogue's JSON or a SQLite file may:
+    U+FFFD in its place."""
+    return value.replace("\x00", "\ufffd")
+
+
 async def open_store(variable: str, url: str, what: str, opening: Awaitable[StoreT]) -> StoreT:
     """Await ``opening`` (a store on ``url``); a failure is one StartupError naming
     ``variable``, with the password masked in the URL and in the driver's message."""
