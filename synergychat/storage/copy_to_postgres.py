@@ -31,7 +31,7 @@ from typing import Protocol
 
 import asyncpg
 
-from ..settings import CRAWLER_DB_FILENAME, StartupError, masked_database_url
+from ..settings import CRAWLER_DB_FILENAME, StartupError, masked_database_url, postgresql_url
 from .copy_counts import PG_COUNT_MIGRATIONS, CountCopy, open_count_file
 from .copy_counts import STORE_NAME as COUNT_STORE
 from .copy_messages import PG_MESSAGE_MIGRATIONS, MessageCopy, open_message_file
@@ -142,11 +142,10 @@ def jobs_from(args: argparse.Namespace, environ: Mapping[str, str]) -> list[Job]
                 )
             print(f"synergychat: not copying the {what}: {missing} is not set", file=sys.stderr)
             continue
-        if not target.startswith(("postgresql://", "postgres://")):
-            raise UsageError(
-                f"{target_name}={masked_database_url(target)!r}: must be a postgresql:// URL"
-                " (postgresql://user:password@host:5432/database)"
-            )
+        try:
+            postgresql_url(target)
+        except ValueError as exc:
+            raise UsageError(f"{target_name}={masked_database_url(target)!r}: {exc}") from None
         file = Path(source)
         if what == "counts" and not file.is_file():
             file = file / CRAWLER_DB_FILENAME  # CRAWLER_DB_PATH is the crawler's folder
