@@ -32,11 +32,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from api_load import REPO, free_port
+from api_load import REPO, free_port, wait_ready
 
 BODY = json.dumps({"AuthorUsername": "bench", "Text": "a benchmark message, about as long as a chat line"})
 CONNECTIONS = 4
@@ -71,21 +69,6 @@ def send_spread(port: int, path: str, count: int) -> None:
         thread.join()
 
 
-def wait_up(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode} before it answered")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not answer within 300 s under valgrind")
-
-
 def instructions(folder: Path) -> int:
     """The total of the last dump callgrind wrote into ``folder``."""
     dumps = sorted(folder.glob("callgrind.out*"), key=lambda path: path.stat().st_mtime)
@@ -105,7 +88,8 @@ def measure(
             valgrind, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            wait_up(port, process)
+            # Up to 300 s: a server starts about 50 times slower under valgrind.
+            wait_ready(f"http://127.0.0.1:{port}{'/healthz' if seed else '/'}", process, timeout=300)
             if seed:
                 send_spread(port, "POST /messages", 100)
             send_spread(port, path, WARM_UP_REQUESTS)
