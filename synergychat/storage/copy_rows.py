@@ -18,7 +18,6 @@ import asyncpg
 from asyncpg.exceptions import LockNotAvailableError
 from asyncpg.pool import PoolConnectionProxy
 
-from ..settings import masked_database_url
 from .legacy_import import SQLITE_HEADER
 from .postgres import text
 
@@ -271,8 +270,3 @@ async def other_sessions(conn: Connection, application_name: str) -> int:
         application_name,
     )
     return int(found)
-
-
-def where(variable: str, url: str) -> str:
-    """How a line names a database: the variable or argument, and the URL without its password."""
-    return f"{variable}={masked_database_url(url)}"

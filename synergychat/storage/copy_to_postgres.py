@@ -36,8 +36,8 @@ from .copy_counts import PG_COUNT_MIGRATIONS, CountCopy, open_count_file
 from .copy_counts import STORE_NAME as COUNT_STORE
 from .copy_messages import PG_MESSAGE_MIGRATIONS, MessageCopy, open_message_file
 from .copy_messages import STORE_NAME as MESSAGE_STORE
-from .copy_rows import APPLICATION_NAME, Connection, CopyRefused, where
-from .postgres import STARTUP_ERRORS, masked_detail, migrate, open_pool, open_store
+from .copy_rows import APPLICATION_NAME, Connection, CopyRefused
+from .postgres import STARTUP_ERRORS, masked_detail, migrate, open_pool, open_store, where
 
 log = logging.getLogger(__name__)
 

@@ -52,6 +52,11 @@ def text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
+def where(variable: str, url: str) -> str:
+    """How a line names a database: the variable or argument, and the URL without its password."""
+    return f"{variable}={masked_database_url(url)}"
+
+
 async def open_store(variable: str, url: str, what: str, opening: Awaitable[StoreT]) -> StoreT:
     """Await ``opening`` (a store on ``url``); a failure is one StartupError naming
     ``variable``, with the password masked in the URL and in the driver's message."""
@@ -59,7 +64,7 @@ async def open_store(variable: str, url: str, what: str, opening: Awaitable[Stor
         return await opening
     except STARTUP_ERRORS as exc:
         raise StartupError(
-            f"{variable}={masked_database_url(url)}: cannot open the {what}: {masked_detail(exc, url)}"
+            f"{where(variable, url)}: cannot open the {what}: {masked_detail(exc, url)}"
         ) from exc
 
 
