@@ -8,7 +8,8 @@ Parts built on their own (tests) get a registry of their own, so nothing is shar
 between tests through module state.
 
 Requests are observed by the access logger (``server.py``) when their response is
-done: once each, with no middleware. The route label is the route's path within
+done: once each, with no middleware, into a histogram counted on the event loop's
+thread (``loop_histogram.py``). The route label is the route's path within
 its part (``/messages``, ``/{name}``), the same whether the api runs alone or
 under ``all`` at ``/api/``; a path no route matches is counted as ``unmatched``.
 The counters count what this process did since it started (Prometheus' ``rate()``
@@ -28,9 +29,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
 )
 from prometheus_client.exposition import choose_encoder
+
+from .loop_histogram import HistogramSeries, LoopHistogram
 
 METRICS_PATH = "/metrics"
 # A chat request takes about a millisecond when healthy, seconds when not; streams
@@ -94,13 +96,13 @@ class ProcessMetrics:
         # What prometheus-client's default registry has: CPU, memory, open files, GC, Python version.
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        self.request_duration = Histogram(
+        self.request_duration = LoopHistogram(
             "synergychat_http_request_duration_seconds",
             "Time from a request's arrival to the end of its response, by the route that answered.",
-            ["role", "route", "method", "status"],
-            buckets=REQUEST_BUCKETS,
-            registry=self.registry,
+            ("role", "route", "method", "status"),
+            REQUEST_BUCKETS,
         )
+        self.registry.register(self.request_duration)
         self.api = ApiMetrics(self.registry) if api else None
         self.crawler = CrawlerMetrics(self.registry) if crawler else None
         self._default_role = default_role
@@ -108,9 +110,9 @@ class ProcessMetrics:
         # mounted under a prefix; id(app) -> role, for paths no route of the app matches.
         self._routes: dict[Any, tuple[str, str]] = {}
         self._app_roles: dict[int, str] = {}
-        # (resource or id(app), method, status) -> the histogram's child: ``labels()``
-        # costs more than the observation itself. Bounded: routes x methods x statuses.
-        self._children: dict[tuple[Any, str, int], Any] = {}
+        # (resource or id(app), method, status) -> its series: finding the labels costs more
+        # than the observation itself. Bounded: routes x methods x statuses.
+        self._series: dict[tuple[Any, str, int], HistogramSeries] = {}
 
     def name_routes(self, app: web.Application, role: str) -> None:
         """Label the requests ``app``'s routes answer with ``role`` and their path within the app."""
@@ -147,12 +149,12 @@ class ProcessMetrics:
             key = id(match_info.apps[-1])
         else:
             key = None
-        child = self._children.get((key, method, status))
-        if child is None:
+        series = self._series.get((key, method, status))
+        if series is None:
             role, route = self._labels(resource, key)
-            child = self.request_duration.labels(role, route, method, str(status))
-            self._children[(key, method, status)] = child
-        child.observe(seconds)
+            series = self.request_duration.series((role, route, method, str(status)))
+            self._series[(key, method, status)] = series
+        series.observe(seconds)
 
     def _labels(self, resource: Any, key: Any) -> tuple[str, str]:
         if resource is not None:
