@@ -16,13 +16,13 @@ from .access_log import QUIET_ACCESS
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
-from .http_errors import ClientError, json_errors, on_prepare, plain_errors_as_json
+from .http_errors import ANSWERS_IN_JSON, ClientError, json_errors
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .metrics import API_METRICS, ApiMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
 from .public_progress import CrawlProgressEndpoint
 from .readiness import Checks, healthz, readiness_response
-from .server import MAX_STREAMS, CountedWarning
+from .server import MAX_STREAMS, CountedWarning, stamp
 from .settings import ApiSettings, StartupError, masked_database_url
 from .storage import CommitOutcomeUnknown, MessageStore, SqliteMessageStore, StoreUnavailable
 from .storage.legacy_import import import_original_messages
@@ -83,7 +83,8 @@ def message_store_errors(exc: Exception) -> tuple[int, str] | None:
 
 
 class ApiHandlers:
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, cors: CorsPolicy) -> None:
+        self._cors = cors
         self._blocked = blocked_words_pattern(settings.api_blocked_words)
         self._crawler_timeout = settings.crawler_timeout_seconds
         self._stream_refusals = CountedWarning(
@@ -148,6 +149,9 @@ class ApiHandlers:
         # Before the answer starts: a database that can't say is a 503 (the page retries).
         newest = await store.last_id()
         response = web.StreamResponse(headers=SSE_HEADERS)
+        # Its headers leave now, before the middleware sees the response: add what it would.
+        self._cors.add_headers(request, response)
+        stamp(request, response)
         await response.prepare(request)
         # Which history the ids belong to: a page that saw another one starts over.
         hello = sse_event("hello", json.dumps({"history": store.history_id, "last_id": newest}))
@@ -220,19 +224,21 @@ def create_api_app(
     ``metrics``: the process's (``roles.build_app``); built alone, the app counts into its own.
     """
     cors = CorsPolicy(settings.api_cors_origins)
-    app = web.Application(middlewares=[json_errors(message_store_errors), cors.middleware])
+    app = web.Application(
+        middlewares=[json_errors(message_store_errors, guard=cors.guard, finish=cors.add_headers)]
+    )
+    app[ANSWERS_IN_JSON] = True
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
     app[keys.MESSAGE_HUB] = hub = MessageHub()
     app[API_METRICS] = metrics = metrics or ApiMetrics()
     # Read when scraped: nothing to update as streams come and go.
     metrics.stream_clients.set_function(hub.__len__)
-    app.on_response_prepare.append(on_prepare(cors.add_headers, plain_errors_as_json))
     app.cleanup_ctx.append(message_store_ctx)
     app.cleanup_ctx.append(crawler_client_ctx)
     app.on_shutdown.append(close_streams)
 
-    handlers = ApiHandlers(settings)
+    handlers = ApiHandlers(settings, cors)
     app.router.add_get("/", handlers.describe)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", handlers.readyz)

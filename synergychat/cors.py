@@ -1,7 +1,8 @@
 """CORS for the api, as the original allows it: any http(s) origin by default.
 
-The headers are added when a response is prepared (not in a middleware) so
-streamed responses, whose headers leave before the handler returns, get them too.
+The headers are added to every answer the api's middleware returns
+(``http_errors.json_errors``); a stream, whose headers leave before its handler
+returns, adds them itself before it starts.
 
 CORS alone does not stop a browser from *sending* a request: a "simple" request
 (a form POST, or fetch with ``Content-Type: text/plain`` and ``mode: "no-cors"``)
@@ -13,13 +14,11 @@ something and comes from any other origin is refused before it reaches a handler
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 
 from .http_errors import ClientError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE_SECONDS = "300"
@@ -84,7 +83,7 @@ class CorsPolicy:
         return None
 
     def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        """A response hook (``http_errors.on_prepare``): the answer says who may read it."""
+        """A response hook (``http_errors.json_errors``' ``finish``): the answer says who may read it."""
         origin = request.headers.get("Origin")
         response.headers.add("Vary", "Origin")
         if origin and self.allows(origin):
@@ -112,8 +111,9 @@ class CorsPolicy:
             },
         )
 
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def guard(self, request: web.Request) -> web.StreamResponse | None:
+        """Before the api's handlers (``http_errors.json_errors``): answer a preflight, or
+        refuse a cross-site write; None for everything else."""
         # Every path answers a preflight, including ones that would 404: the browser
         # then reports the real status on the real request.
         if request.method == "OPTIONS":
@@ -121,4 +121,4 @@ class CorsPolicy:
         if reason := self.refuses_write(request):
             log.info("refused %s %s: %s", request.method, request.path, reason)
             raise ClientError(403, reason)
-        return await handler(request)
+        return None

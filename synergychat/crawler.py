@@ -30,7 +30,7 @@ from .gutendex import (
     RetryPolicy,
     Timeouts,
 )
-from .http_errors import ClientError, json_errors, on_prepare, plain_errors_as_json
+from .http_errors import ANSWERS_IN_JSON, ClientError, json_errors
 from .metrics import CrawlerMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
 from .readiness import healthz, readiness_response
@@ -340,12 +340,13 @@ def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None
     """Build the crawler app; the store and the crawl start in ``cleanup_ctx``."""
     crawler = crawler or Crawler(settings)
     app = web.Application(middlewares=[json_errors(count_store_errors)])
+    # aiohttp answers a few errors (an unknown Expect: 417) before any middleware runs:
+    # the server makes those JSON too (server.stamp).
+    app[ANSWERS_IN_JSON] = True
     app[CRAWLER] = crawler
     app[STATS_DOWNLOADS] = StatsDownloads(
         settings.crawler_stats_max_concurrent, settings.crawler_send_timeout_seconds
     )
-    # aiohttp answers a few errors (an unknown Expect: 417) before any middleware runs.
-    app.on_response_prepare.append(on_prepare(plain_errors_as_json))
     app.cleanup_ctx.append(crawler.lifecycle)
     app.router.add_get("/", describe)
     app.router.add_get("/healthz", healthz)

@@ -18,6 +18,10 @@ CLIENT_CLOSED_REQUEST = 499
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Maps an exception a role knows about to (status, message); None for "not mine".
 Translate = Callable[[Exception], "tuple[int, str] | None"]
+# Something to do to a response before it is sent (its headers).
+ResponseHook = Callable[[web.Request, web.StreamResponse], None]
+# Before a part's handler: an answer instead of it (None: go on), or ClientError to refuse.
+Guard = Callable[[web.Request], "web.StreamResponse | None"]
 
 
 def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -37,38 +41,58 @@ def _unknown(exc: Exception) -> tuple[int, str] | None:
     return None
 
 
-def json_errors(translate: Translate = _unknown) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """A middleware turning every error into JSON; ``translate`` names a role's own failures."""
+def json_errors(
+    translate: Translate = _unknown, guard: Guard | None = None, finish: ResponseHook | None = None
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """A part's one middleware: every error becomes JSON (``translate`` names the part's own
+    failures); ``guard`` may answer a request before its handler (a CORS preflight) or
+    refuse it (raise ``ClientError``); ``finish`` is done to every answer not yet sent
+    (headers). A part that uses it marks its app with ``ANSWERS_IN_JSON``.
+
+    One middleware, no ``on_response_prepare`` receiver: aiohttp awaits each middleware and
+    each receiver for every request, and on a small request that was a quarter of its
+    CPU time (bench/api_load.py). A handler that prepares its own response (a stream)
+    calls ``finish`` itself first (see ``server.stamp``).
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response = (guard(request) if guard is not None else None) or await handler(request)
         except ClientError as exc:
-            return json_error(exc.status, exc.message)
+            response = json_error(exc.status, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
+                if finish is not None:
+                    finish(request, exc)
                 raise
             headers = {name: value for name, value in exc.headers.items() if name.lower() == "allow"}
-            return json_error(exc.status, exc.reason, headers)
+            response = json_error(exc.status, exc.reason, headers)
         except HttpProcessingError as exc:
             # aiohttp's parser refused the body as it arrived (a broken chunk, a body cut
             # short by a half-closed connection): the request is malformed.
             log.info("%s %s: malformed request body: %s", request.method, request.path, exc.message)
-            return json_error(400, f"malformed request body: {exc.message}")
+            response = json_error(400, f"malformed request body: {exc.message}")
         except ConnectionResetError as exc:
             # aiohttp raises this (ClientConnectionResetError too) when the client closes
             # its connection while we read the body or write the answer.
             if not client_gone(request):
-                return unexpected(request, exc)
-            log.info("%s %s: the client closed the connection first (%s)", request.method, request.path, exc)
-            return web.Response(status=CLIENT_CLOSED_REQUEST)
+                response = unexpected(request, exc)
+            else:
+                log.info(
+                    "%s %s: the client closed the connection first (%s)", request.method, request.path, exc
+                )
+                response = web.Response(status=CLIENT_CLOSED_REQUEST)
         except Exception as exc:  # noqa: BLE001 - the app's last guard: any failure becomes a JSON 500
             known = translate(exc)
             if known is not None:
                 log.error("%s %s failed: %s", request.method, request.path, exc)
-                return json_error(*known)
-            return unexpected(request, exc)
+                response = json_error(*known)
+            else:
+                response = unexpected(request, exc)
+        if finish is not None and not response.prepared:
+            finish(request, response)
+        return response
 
     return middleware
 
@@ -83,24 +107,23 @@ def unexpected(request: web.Request, exc: Exception) -> web.Response:
     return json_error(500, "internal error")
 
 
-# Something to do to every response as it is prepared (headers), in the order given.
-ResponseHook = Callable[[web.Request, web.StreamResponse], None]
+# On a part's app: its errors are JSON, even those aiohttp answers before any middleware runs.
+ANSWERS_IN_JSON = web.AppKey("answers_in_json", bool)
 
 
-def on_prepare(*hooks: ResponseHook) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
-    """One ``on_response_prepare`` receiver running ``hooks`` in order: aiohttp awaits each
-    receiver of every response apart, so a role's hooks go in one."""
-
-    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
-        for hook in hooks:
-            hook(request, response)
-
-    return prepare
+def answers_in_json(request: web.BaseRequest) -> bool:
+    """Whether the part that answered ``request`` answers in JSON (its app is marked so)."""
+    # A request that wasn't HTTP never reached the router: it has no match info.
+    match_info = getattr(request, "_match_info", None)
+    return (
+        match_info is not None and bool(match_info.apps) and match_info.apps[-1].get(ANSWERS_IN_JSON, False)
+    )
 
 
-def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
-    """A response hook (``on_prepare``): the few errors aiohttp answers before any middleware
-    runs (an ``Expect`` it does not know: 417) come in plain text; make them JSON too."""
+def plain_errors_as_json(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """The few errors aiohttp answers before any middleware runs (an ``Expect`` it does not
+    know: 417) come in plain text; make them JSON too (``server.stamp`` does this for the
+    parts that answer in JSON)."""
     if response.status < 400 or not isinstance(response, web.Response):
         return
     if response.content_type == "application/json" or not isinstance(response.body, bytes):
@@ -110,5 +133,5 @@ def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> 
     response.charset = "utf-8"
     body = json.dumps({"error": text})
     response.text = body
-    # This hook runs after aiohttp counted the plain body's length.
+    # aiohttp may have counted the plain body's length already.
     response.headers["Content-Length"] = str(len(body.encode("utf-8")))

@@ -35,6 +35,7 @@ from aiohttp.web_request import BaseRequest
 
 from .access_log import ProbeQuietAccessLogger, access_log
 from .event_loop import loop_name
+from .http_errors import answers_in_json, plain_errors_as_json
 from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_for
 from .metrics import PROCESS_METRICS, ProcessMetrics
 
@@ -154,8 +155,9 @@ class GuardedRequestHandler(RequestHandler):
             text = f"bad request: {getattr(exc, 'message', None) or message or 'not valid HTTP'}"
         if request.writer.output_size > 0:
             raise ConnectionError("the response had started; the connection is closed instead")
-        response = web.json_response({"error": text}, status=status, headers={"Server": SERVER_NAME})
+        response = web.json_response({"error": text}, status=status)
         response.force_close()
+        stamp(request, response)
         return response
 
     @property
@@ -294,7 +296,7 @@ class ChatAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as AppRunner does
         return CappedServer(
-            with_request_id(plain.request_handler),
+            serving(plain.request_handler),
             request_factory=plain.request_factory,
             loop=asyncio.get_running_loop(),
             max_connections=self._max_connections,
@@ -323,34 +325,48 @@ def _accept_all(listener: Any) -> list[socket.socket]:
             accepted.append(connection)
 
 
-def with_request_id(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
-    """``handler``, run with the request's id set: the access line, every line logged for the
-    request and the api's calls to the crawler all run in this task and see it."""
+def serving(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
+    """``handler`` (the app), run with the request's id set, its answer stamped: the access
+    line, every line logged for the request and the api's calls to the crawler all run in
+    this task and see the id."""
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         REQUEST_ID.set(request_id_for(request.headers.get(REQUEST_ID_HEADER)))
-        return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            stamp(request, exc)  # aiohttp sends it as the answer
+            raise
+        stamp(request, response)
+        return response
 
     return handle
 
 
-async def _prepare_response(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_NAME
+def stamp(request: BaseRequest, response: web.StreamResponse) -> None:
+    """What every answer of this server carries, done before it is sent: ``Server``, the
+    request's id, "Connection: close" once shutting down, and JSON for the plain-text
+    errors aiohttp makes itself when the part answers in JSON. Done here, not in an
+    ``on_response_prepare`` receiver, which costs every request a coroutine; a handler
+    that sends its own headers (a stream) stamps its response before it does."""
+    if response.prepared:
+        return
+    headers = response.headers
+    headers["Server"] = SERVER_NAME
     if (request_id := REQUEST_ID.get()) is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
+        headers[REQUEST_ID_HEADER] = request_id
     server = request.protocol._manager
     if isinstance(server, CappedServer) and server.shutting_down:
         # The client must be told, or it sends its next request into a closing socket.
-        # (aiohttp has written the Connection header already when this signal runs.)
         response.force_close()
-        response.headers["Connection"] = "close"
+    if response.status >= 400 and answers_in_json(request):
+        plain_errors_as_json(request, response)
 
 
 async def serve(
     app: web.Application, port: int, max_connections: int, shutdown_timeout: float, access_log_on: bool = True
 ) -> None:
     """Serve ``app`` on ``port`` until SIGTERM or SIGINT, then shut down gracefully."""
-    app.on_response_prepare.append(_prepare_response)
     cap = connection_cap(max_connections, raise_open_file_limit())
     app[MAX_STREAMS] = stream_cap(cap)
     if not access_log_on:

@@ -28,6 +28,7 @@ from contextlib import aclosing
 from aiohttp import web
 
 from .http_errors import json_error
+from .server import stamp
 from .storage import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class StatsDownloads:
         # No Content-Length (the size is known only at the end): chunked, so a download
         # cut short is visibly incomplete to the client, never a shorter valid array.
         response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+        stamp(request, response)  # its headers leave now, before the server sees the response
         await response.prepare(request)
         if request.method == "HEAD":
             await response.write_eof()
