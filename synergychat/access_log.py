@@ -7,23 +7,33 @@ metrics scrapes come every few seconds, forever: their lines are at DEBUG.
 
 A line goes through Python's logging when anything but our own handler is listening
 (tests, an embedding program). When ``setup_logging``'s handler is the only one, as in
-every role, the line is formatted in that handler's format and written to it directly:
-the same text a log record would have given (tests/unit/test_access_log.py compares
-them), for about a third of what building and handling a record costs a small request.
+every role, the line's facts are held by that handler and formatted, in its format, with
+the others of the loop's turn when the turn ends (``LoopFlushedHandler.hold``): the same
+text a log record would have given (tests/unit/test_access_log.py compares them), for
+about a third of what building and handling a record costs a small request, and
+formatted together rather than one at a time (a ``GET /messages`` took 58.6 µs of CPU
+with a line formatted as its request ended, 54.8 µs held: wrk, three runs each).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+import time as time_module
 from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 
-from .logs import REQUEST_ID, JsonLineFormatter, LoopFlushedHandler, RequestIdFilter, TextFormatter, iso_time
+from .logs import (
+    REQUEST_ID,
+    Held,
+    JsonLineFormatter,
+    LoopFlushedHandler,
+    RequestIdFilter,
+    TextFormatter,
+    iso_time,
+)
 
 access_log = logging.getLogger("synergychat.access")
 
@@ -51,21 +61,16 @@ class ProbeQuietAccessLogger(AbstractAccessLogger):
         if not self.logger.isEnabledFor(level):
             return
         remote, method = request.remote, request.method
-        message = f'{remote} "{method} {request.path_qs}" {status} {time * 1000:.1f}ms'
-
-        def fields() -> dict[str, Any]:
-            # The same, as fields of a JSON line (LOG_FORMAT=json); a text line has no use for them.
-            return {
-                "method": method,
-                "path": path,
-                "status": status,
-                "duration": round(time, 6),
-                "remote": remote,
-            }
-
         handler = direct_handler(self.logger)
-        if handler is None or not write_line(handler, self.logger.name, level, message, fields):
-            self.logger.log(level, "%s", message, extra=fields())
+        if handler is not None and holds_lines(handler):
+            if level >= handler.level:  # else the handler would drop it
+                handler.hold(
+                    (render, time_module.time(), level, self.logger.name, remote, method,
+                     request.path_qs, path, status, time, REQUEST_ID.get())
+                )  # fmt: skip
+            return
+        message = access_message(remote, method, request.path_qs, status, time)
+        self.logger.log(level, "%s", message, extra=access_fields(method, path, status, time, remote))
 
     @property
     def enabled(self) -> bool:
@@ -94,32 +99,39 @@ def direct_handler(logger: logging.Logger) -> LoopFlushedHandler | None:
     return handler if isinstance(handler, LoopFlushedHandler) else None
 
 
-def write_line(
-    handler: LoopFlushedHandler,
-    logger_name: str,
-    level: int,
-    message: str,
-    fields: Callable[[], dict[str, Any]],
-) -> bool:
-    """Write the line a record of these would have made, in ``handler``'s format; False if
-    the format is not one of ours (the caller logs a record instead)."""
-    if level < handler.level:
-        return True  # the handler would drop it
-    if any(not isinstance(each, RequestIdFilter) for each in handler.filters):
-        return False  # a filter of someone else's: let it see a record
-    created = time.time()
-    formatter = handler.formatter
+def holds_lines(handler: LoopFlushedHandler) -> bool:
+    """Whether an access line may be held by ``handler`` (``render`` formats it as a record of
+    it would be): the format is one of ours, and no filter but ours would look at a record."""
+    if not isinstance(handler.formatter, (TextFormatter, JsonLineFormatter)):
+        return False
+    for each in handler.filters:
+        if not isinstance(each, RequestIdFilter):
+            return False
+    return True
+
+
+def access_message(remote: str | None, method: str, path_qs: str, status: int, seconds: float) -> str:
+    return f'{remote} "{method} {path_qs}" {status} {seconds * 1000:.1f}ms'
+
+
+def access_fields(method: str, path: str, status: int, seconds: float, remote: str | None) -> dict[str, Any]:
+    """The access line's facts as fields of a JSON line (LOG_FORMAT=json)."""
+    return {"method": method, "path": path, "status": status, "duration": round(seconds, 6), "remote": remote}
+
+
+def render(formatter: logging.Formatter | None, held: Held) -> str:
+    """A held access line (``ProbeQuietAccessLogger.log``), as a record of it would have been
+    formatted by ``formatter``, newline included."""
+    _, created, level, logger_name, remote, method, path_qs, path, status, seconds, request_id = held
+    message = access_message(remote, method, path_qs, status, seconds)
     level_name = logging.getLevelName(level)
-    if isinstance(formatter, TextFormatter):
-        line = f"{formatter.time_text(created)} {level_name} {logger_name}: {message}"
-    elif isinstance(formatter, JsonLineFormatter):
+    if isinstance(formatter, JsonLineFormatter):
         entry = {"time": iso_time(created), "level": level_name, "logger": logger_name, "message": message}
         entry.update(formatter.static_fields)
-        entry.update(fields())
-        if (request_id := REQUEST_ID.get()) is not None:
+        entry.update(access_fields(method, path, status, seconds, remote))
+        if request_id is not None:
             entry["request_id"] = request_id
-        line = formatter.jsonify_log_record(entry)
-    else:
-        return False
-    handler.write_line(line)
-    return True
+        return formatter.jsonify_log_record(entry) + "\n"
+    # Text (a formatter swapped for another after the line was held gets it in text too).
+    when = formatter.time_text(created) if isinstance(formatter, TextFormatter) else iso_time(created)
+    return f"{when} {level_name} {logger_name}: {message}\n"

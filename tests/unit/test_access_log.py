@@ -3,19 +3,23 @@ have made, in text and in JSON; with any other handler listening, they are recor
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import re
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from synergychat.access_log import direct_handler, write_line
+from synergychat.access_log import ProbeQuietAccessLogger, direct_handler, holds_lines
 from synergychat.logs import REQUEST_ID, LoopFlushedHandler, RequestIdFilter, TextFormatter, json_formatter
 
 FIELDS = {"method": "GET", "path": "/messages/ünï", "status": 200, "duration": 0.001234, "remote": "10.0.0.7"}
-MESSAGE = '10.0.0.7 "GET /messages/ünï?x=1" 200 1.2ms'
+MESSAGE = '10.0.0.7 "GET /messages/%C3%BCn%C3%AF?x=1" 200 1.2ms'
 TEXT_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 
@@ -36,9 +40,24 @@ def root_handler() -> Iterator[LoopFlushedHandler]:
 
 def by_record(handler: LoopFlushedHandler, level: int) -> str:
     logger = logging.getLogger("synergychat.access")
-    record = logger.makeRecord(logger.name, level, __file__, 1, "%s", (MESSAGE,), None, extra=FIELDS)
+    message, fields = MESSAGE, FIELDS
+    if level == logging.DEBUG:
+        message, fields = '10.0.0.7 "GET /healthz" 200 1.2ms', {**FIELDS, "path": "/healthz"}
+    record = logger.makeRecord(logger.name, level, __file__, 1, "%s", (message,), None, extra=fields)
     assert handler.filter(record)
     return handler.format(record)
+
+
+def log_request(level: int) -> None:
+    """What the server does when a request's response is done: the access logger's call."""
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        ("10.0.0.7", 50123) if name == "peername" else default
+    )
+    path = "/healthz" if level == logging.DEBUG else "/messages/%C3%BCn%C3%AF?x=1"  # probes: DEBUG
+    request = make_mocked_request("GET", path, transport=transport)
+    logger = ProbeQuietAccessLogger(logging.getLogger("synergychat.access"), "")
+    logger.log(request, web.Response(status=200), 0.001234)
 
 
 def written(handler: LoopFlushedHandler, level: int) -> str:
@@ -46,7 +65,8 @@ def written(handler: LoopFlushedHandler, level: int) -> str:
     assert isinstance(stream, io.StringIO)
     stream.seek(0)
     stream.truncate()
-    assert write_line(handler, "synergychat.access", level, MESSAGE, FIELDS.copy)
+    logging.root.handlers = [handler]  # pytest's own capture joined it for the test
+    log_request(level)  # no loop runs here: written at once
     return stream.getvalue()
 
 
@@ -99,10 +119,12 @@ def test_any_other_listener_gets_records(root_handler: LoopFlushedHandler) -> No
             remove(other)
     # A formatter or filter of someone else's: the caller logs a record instead.
     root_handler.setFormatter(logging.Formatter("%(message)s"))
-    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, FIELDS.copy)
+    assert not holds_lines(root_handler)
+    assert written(root_handler, logging.INFO) == MESSAGE + "\n"  # a record, in that format
     root_handler.setFormatter(TextFormatter())
+    assert holds_lines(root_handler)
     root_handler.addFilter(lambda record: True)
-    assert not write_line(root_handler, access.name, logging.INFO, MESSAGE, FIELDS.copy)
+    assert not holds_lines(root_handler)
 
 
 def test_a_handler_between_the_access_logger_and_the_root_gets_records(
@@ -130,3 +152,29 @@ def test_a_handler_between_the_access_logger_and_the_root_gets_records(
         assert direct_handler(access) is None
     finally:
         access.disabled = False
+
+
+async def test_held_lines_are_written_at_the_end_of_the_turn_in_order(
+    root_handler: LoopFlushedHandler,
+) -> None:
+    root_handler.setFormatter(TextFormatter())
+    stream = root_handler.stream
+    assert isinstance(stream, io.StringIO)
+    other = logging.getLogger("synergychat.elsewhere")
+    logging.root.handlers = [root_handler]
+    stream.seek(0)
+    stream.truncate()  # asyncio's line about its selector
+    log_request(logging.INFO)
+    log_request(logging.INFO)
+    assert stream.getvalue() == ""  # held until the turn ends...
+    other.info("after them")  # ...or another line comes: they go first
+    lines = stream.getvalue().splitlines()
+    assert [TEXT_TIME.sub("", line, count=1) for line in lines] == [
+        f"INFO synergychat.access: {MESSAGE}",
+        f"INFO synergychat.access: {MESSAGE}",
+        "INFO synergychat.elsewhere: after them",
+    ]
+    log_request(logging.INFO)
+    await asyncio.sleep(0)
+    assert stream.getvalue().count("\n") == 4
+    assert stream.getvalue().endswith(f"{MESSAGE}\n")
