@@ -16,7 +16,7 @@ from .access_log import QUIET_ACCESS
 from .bot import BOT_USERNAME, answer_stats
 from .commands import is_stats_command, parse_stats_command
 from .cors import CorsPolicy
-from .http_errors import ANSWERS_IN_JSON, ClientError, json_errors
+from .http_errors import JSON_ANSWERS, ClientError, JsonAnswers
 from .live import STREAM_SHUTDOWN, MessageHub, message_events, sse_event
 from .metrics import API_METRICS, ApiMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
@@ -118,6 +118,7 @@ class ApiHandlers:
         return web.Response(body=page, content_type="application/json")
 
     async def post_message(self, request: web.Request) -> web.Response:
+        self._cors.check_write(request)
         new = parse_new_message(await read_capped_body(request))
         store = request.app[keys.MESSAGE_STORE]
         _, page = await store.add_and_page(new.AuthorUsername, mask_blocked_words(new.Text, self._blocked))
@@ -149,9 +150,7 @@ class ApiHandlers:
         # Before the answer starts: a database that can't say is a 503 (the page retries).
         newest = await store.last_id()
         response = web.StreamResponse(headers=SSE_HEADERS)
-        # Its headers leave now, before the middleware sees the response: add what it would.
-        self._cors.add_headers(request, response)
-        stamp(request, response)
+        stamp(request, response)  # its headers leave now, before the server sees the response
         await response.prepare(request)
         # Which history the ids belong to: a page that saw another one starts over.
         hello = sse_event("hello", json.dumps({"history": store.history_id, "last_id": newest}))
@@ -224,10 +223,8 @@ def create_api_app(
     ``metrics``: the process's (``roles.build_app``); built alone, the app counts into its own.
     """
     cors = CorsPolicy(settings.api_cors_origins)
-    app = web.Application(
-        middlewares=[json_errors(message_store_errors, guard=cors.guard, finish=cors.add_headers)]
-    )
-    app[ANSWERS_IN_JSON] = True
+    app = web.Application()
+    app[JSON_ANSWERS] = JsonAnswers(message_store_errors, guard=cors.guard, finish=cors.add_headers)
     app[keys.API_SETTINGS] = settings
     app[keys.CRAWLER_CLIENT] = crawler
     app[keys.MESSAGE_HUB] = hub = MessageHub()

@@ -1,14 +1,15 @@
 """CORS for the api, as the original allows it: any http(s) origin by default.
 
-The headers are added to every answer the api's middleware returns
-(``http_errors.json_errors``); a stream, whose headers leave before its handler
-returns, adds them itself before it starts.
+The headers are added to every answer of the api (``http_errors.JsonAnswers``'
+``finish``); a stream, whose headers leave before its handler returns, adds them
+itself before it starts.
 
 CORS alone does not stop a browser from *sending* a request: a "simple" request
 (a form POST, or fetch with ``Content-Type: text/plain`` and ``mode: "no-cors"``)
 goes out without a preflight, and only its answer is hidden from the page. So
 when ``API_CORS_ORIGINS`` names the origins it trusts, a request that could change
-something and comes from any other origin is refused before it reaches a handler.
+something and comes from any other origin is refused: by the handler's first step
+(``check_write``), or, for a method or path no route takes, instead of the 405 or 404.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class CorsPolicy:
         return None
 
     def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        """A response hook (``http_errors.json_errors``' ``finish``): the answer says who may read it."""
+        """A response hook (``http_errors.JsonAnswers``' ``finish``): the answer says who may read it."""
         origin = request.headers.get("Origin")
         response.headers.add("Vary", "Origin")
         if origin and self.allows(origin):
@@ -112,13 +113,18 @@ class CorsPolicy:
         )
 
     def guard(self, request: web.Request) -> web.StreamResponse | None:
-        """Before the api's handlers (``http_errors.json_errors``): answer a preflight, or
-        refuse a cross-site write; None for everything else."""
+        """For a request no route of the api takes (``http_errors.JsonAnswers``): answer a
+        preflight, or refuse a cross-site write; None for everything else."""
         # Every path answers a preflight, including ones that would 404: the browser
-        # then reports the real status on the real request.
+        # then reports the real status on the real request. (No route takes OPTIONS.)
         if request.method == "OPTIONS":
             return self.preflight(request)
+        self.check_write(request)
+        return None
+
+    def check_write(self, request: web.Request) -> None:
+        """Refuse a cross-site write (``ClientError``, 403): the first thing a handler that
+        changes something does."""
         if reason := self.refuses_write(request):
             log.info("refused %s %s: %s", request.method, request.path, reason)
             raise ClientError(403, reason)
-        return None

@@ -30,7 +30,7 @@ from .gutendex import (
     RetryPolicy,
     Timeouts,
 )
-from .http_errors import ANSWERS_IN_JSON, ClientError, json_errors
+from .http_errors import JSON_ANSWERS, ClientError, JsonAnswers
 from .metrics import CrawlerMetrics
 from .openapi import DOCUMENT_PATH, openapi_handler
 from .readiness import healthz, readiness_response
@@ -339,10 +339,8 @@ async def status(request: web.Request) -> web.Response:
 def create_crawler_app(settings: CrawlerSettings, crawler: Crawler | None = None) -> web.Application:
     """Build the crawler app; the store and the crawl start in ``cleanup_ctx``."""
     crawler = crawler or Crawler(settings)
-    app = web.Application(middlewares=[json_errors(count_store_errors)])
-    # aiohttp answers a few errors (an unknown Expect: 417) before any middleware runs:
-    # the server makes those JSON too (server.stamp).
-    app[ANSWERS_IN_JSON] = True
+    app = web.Application()
+    app[JSON_ANSWERS] = JsonAnswers(count_store_errors)
     app[CRAWLER] = crawler
     app[STATS_DOWNLOADS] = StatsDownloads(
         settings.crawler_stats_max_concurrent, settings.crawler_send_timeout_seconds

@@ -1,10 +1,24 @@
-"""JSON errors for every role: ``{"error": ...}`` with the right status, never an HTML page."""
+"""JSON errors for the parts that answer in JSON (the api, the crawler): ``{"error": ...}``
+with the right status, never an HTML page.
+
+A part says how it answers with ``JsonAnswers`` on its app (``JSON_ANSWERS``); the server
+applies it to every request the part takes (``server.serving``): the errors its handlers
+raise, the ones aiohttp raises before any handler (no such path, no such method) or answers
+itself (an ``Expect`` it does not know), and what every answer of the part carries
+(``finish``: CORS headers). No middleware and no ``on_response_prepare`` receiver:
+aiohttp awaits each of those for every request, and the api's one middleware cost a
+``GET /healthz`` 41.6 µs of CPU against 35.5 µs this way, a ``GET /messages`` 56.5 against
+51.2 µs (wrk, three runs each; aiohttp's hello world: 34 µs). So an app is served by
+``server.ChatAppRunner`` (the roles, and the tests through ``tests/support/chat_server.py``);
+under another server its errors are aiohttp's plain text.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -15,12 +29,11 @@ log = logging.getLogger(__name__)
 # (nginx's code for it): the client's doing, not a server error.
 CLIENT_CLOSED_REQUEST = 499
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Maps an exception a role knows about to (status, message); None for "not mine".
 Translate = Callable[[Exception], "tuple[int, str] | None"]
 # Something to do to a response before it is sent (its headers).
 ResponseHook = Callable[[web.Request, web.StreamResponse], None]
-# Before a part's handler: an answer instead of it (None: go on), or ClientError to refuse.
+# For a request no route takes: an answer (a CORS preflight), or ClientError to refuse it.
 Guard = Callable[[web.Request], "web.StreamResponse | None"]
 
 
@@ -41,61 +54,69 @@ def _unknown(exc: Exception) -> tuple[int, str] | None:
     return None
 
 
-def json_errors(
-    translate: Translate = _unknown, guard: Guard | None = None, finish: ResponseHook | None = None
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """A part's one middleware: every error becomes JSON (``translate`` names the part's own
-    failures); ``guard`` may answer a request before its handler (a CORS preflight) or
-    refuse it (raise ``ClientError``); ``finish`` is done to every answer not yet sent
-    (headers). A part that uses it marks its app with ``ANSWERS_IN_JSON``.
+@dataclass(frozen=True)
+class JsonAnswers:
+    """How a part answers: every error in JSON (``translate`` names the part's own failures,
+    as a 503 for a database that is down); ``guard`` first sees a request no route of the
+    part takes (a CORS preflight, a cross-site write with a method it lacks); ``finish``
+    is done to every answer before it is sent (a stream, which sends its headers itself,
+    calls it first)."""
 
-    One middleware, no ``on_response_prepare`` receiver: aiohttp awaits each middleware and
-    each receiver for every request. The api's two middlewares and two receivers took
-    about a quarter of a ``GET /healthz``'s CPU time (13 of 51 µs under wrk); with this
-    one middleware and the server's ``stamp`` it takes 43 µs. A handler that prepares its
-    own response (a stream) calls ``finish`` itself first (see ``server.stamp``).
-    """
+    translate: Translate = _unknown
+    guard: Guard | None = None
+    finish: ResponseHook | None = None
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = (guard(request) if guard is not None else None) or await handler(request)
-        except ClientError as exc:
-            response = json_error(exc.status, exc.message)
-        except web.HTTPException as exc:
+    def error_answer(self, request: web.Request, exc: Exception) -> web.StreamResponse:
+        """The answer to ``exc``, raised while the part handled ``request`` (``exc`` itself is
+        raised again if it is no error: a redirect)."""
+        if isinstance(exc, web.HTTPException) and self.guard is not None:
+            try:
+                if (answer := self.guard(request)) is not None:
+                    return answer
+            except (ClientError, web.HTTPException) as refused:
+                exc = refused
+        if isinstance(exc, ClientError):
+            return json_error(exc.status, exc.message)
+        if isinstance(exc, web.HTTPException):
             if exc.status < 400:
-                if finish is not None:
-                    finish(request, exc)
-                raise
+                raise exc
             headers = {name: value for name, value in exc.headers.items() if name.lower() == "allow"}
-            response = json_error(exc.status, exc.reason, headers)
-        except HttpProcessingError as exc:
+            # aiohttp's own refusals say why in their text ("Unknown Expect: nonsense"); the
+            # rest have its default text, "404: Not Found", of which the reason is enough.
+            text = exc.text
+            why = exc.reason if not text or text == f"{exc.status}: {exc.reason}" else text
+            return json_error(exc.status, why, headers)
+        if isinstance(exc, HttpProcessingError):
             # aiohttp's parser refused the body as it arrived (a broken chunk, a body cut
             # short by a half-closed connection): the request is malformed.
             log.info("%s %s: malformed request body: %s", request.method, request.path, exc.message)
-            response = json_error(400, f"malformed request body: {exc.message}")
-        except ConnectionResetError as exc:
+            return json_error(400, f"malformed request body: {exc.message}")
+        if isinstance(exc, ConnectionResetError):
             # aiohttp raises this (ClientConnectionResetError too) when the client closes
             # its connection while we read the body or write the answer.
             if not client_gone(request):
-                response = unexpected(request, exc)
-            else:
-                log.info(
-                    "%s %s: the client closed the connection first (%s)", request.method, request.path, exc
-                )
-                response = web.Response(status=CLIENT_CLOSED_REQUEST)
-        except Exception as exc:  # noqa: BLE001 - the app's last guard: any failure becomes a JSON 500
-            known = translate(exc)
-            if known is not None:
-                log.error("%s %s failed: %s", request.method, request.path, exc)
-                response = json_error(*known)
-            else:
-                response = unexpected(request, exc)
-        if finish is not None and not response.prepared:
-            finish(request, response)
-        return response
+                return unexpected(request, exc)
+            log.info("%s %s: the client closed the connection first (%s)", request.method, request.path, exc)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
+        known = self.translate(exc)
+        if known is not None:
+            log.error("%s %s failed: %s", request.method, request.path, exc)
+            return json_error(*known)
+        return unexpected(request, exc)
 
-    return middleware
+
+# On a part's app: how it answers (a part without it, the page, keeps aiohttp's text errors).
+JSON_ANSWERS = web.AppKey("json_answers", JsonAnswers)
+
+
+def json_answers(request: web.Request) -> JsonAnswers | None:
+    """How the part that took ``request`` answers, if in JSON (the innermost app's)."""
+    # A request that wasn't HTTP never reached the router: it has no match info.
+    match_info = getattr(request, "_match_info", None)
+    if match_info is None or not match_info.apps:
+        return None
+    answers: JsonAnswers | None = match_info.apps[-1].get(JSON_ANSWERS)
+    return answers
 
 
 def client_gone(request: web.Request) -> bool:
@@ -108,23 +129,10 @@ def unexpected(request: web.Request, exc: Exception) -> web.Response:
     return json_error(500, "internal error")
 
 
-# On a part's app: its errors are JSON, even those aiohttp answers before any middleware runs.
-ANSWERS_IN_JSON = web.AppKey("answers_in_json", bool)
-
-
-def answers_in_json(request: web.BaseRequest) -> bool:
-    """Whether the part that answered ``request`` answers in JSON (its app is marked so)."""
-    # A request that wasn't HTTP never reached the router: it has no match info.
-    match_info = getattr(request, "_match_info", None)
-    return (
-        match_info is not None and bool(match_info.apps) and match_info.apps[-1].get(ANSWERS_IN_JSON, False)
-    )
-
-
-def plain_errors_as_json(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """The few errors aiohttp answers before any middleware runs (an ``Expect`` it does not
-    know: 417) come in plain text; make them JSON too (``server.stamp`` does this for the
-    parts that answer in JSON)."""
+def plain_errors_as_json(request: web.Request, response: web.StreamResponse) -> None:
+    """The few errors aiohttp answers itself (an ``Expect`` it does not know: 417) come in
+    plain text; make them JSON too (``server.stamp`` does this for the parts that answer
+    in JSON)."""
     if response.status < 400 or not isinstance(response, web.Response):
         return
     if response.content_type == "application/json" or not isinstance(response.body, bytes):

@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -35,7 +35,7 @@ from aiohttp.web_request import BaseRequest
 
 from .access_log import ProbeQuietAccessLogger, access_log
 from .event_loop import loop_name
-from .http_errors import answers_in_json, plain_errors_as_json
+from .http_errors import json_answers, plain_errors_as_json
 from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_for
 from .metrics import PROCESS_METRICS, ProcessMetrics
 
@@ -157,7 +157,7 @@ class GuardedRequestHandler(RequestHandler):
             raise ConnectionError("the response had started; the connection is closed instead")
         response = web.json_response({"error": text}, status=status)
         response.force_close()
-        stamp(request, response)
+        stamp(cast(web.Request, request), response)
         return response
 
     @property
@@ -325,32 +325,45 @@ def _accept_all(listener: Any) -> list[socket.socket]:
             accepted.append(connection)
 
 
-def serving(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]]) -> Any:
-    """``handler`` (the app), run with the request's id set, its answer stamped: the access
-    line, every line logged for the request and the api's calls to the crawler all run in
-    this task and see the id."""
+def serving(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """``handler`` (the app) as the server runs it for each request: with the request's id
+    set (the access line, every line logged for the request and the api's calls to the
+    crawler run in this task and see it), the part's errors answered as it says
+    (``http_errors.JsonAnswers``), and the answer stamped."""
 
-    async def handle(request: BaseRequest) -> web.StreamResponse:
+    async def handle(request: web.Request) -> web.StreamResponse:
         REQUEST_ID.set(request_id_for(request.headers.get(REQUEST_ID_HEADER)))
         try:
             response = await handler(request)
-        except web.HTTPException as exc:
-            stamp(request, exc)  # aiohttp sends it as the answer
-            raise
+        except Exception as exc:
+            answers = json_answers(request)
+            if answers is None:  # the page: aiohttp answers it (text, or our JSON 500)
+                if isinstance(exc, web.HTTPException):
+                    stamp(request, exc)
+                raise
+            try:
+                response = answers.error_answer(request, exc)
+            except web.HTTPException as redirect:
+                stamp(request, redirect)
+                raise
         stamp(request, response)
         return response
 
     return handle
 
 
-def stamp(request: BaseRequest, response: web.StreamResponse) -> None:
-    """What every answer of this server carries, done before it is sent: ``Server``, the
-    request's id, "Connection: close" once shutting down, and JSON for the plain-text
-    errors aiohttp makes itself when the part answers in JSON. Done here, not in an
-    ``on_response_prepare`` receiver, which costs every request a coroutine; a handler
-    that sends its own headers (a stream) stamps its response before it does."""
+def stamp(request: web.Request, response: web.StreamResponse) -> None:
+    """What every answer of this server carries, done before it is sent: the part's own
+    (``JsonAnswers.finish``, JSON for the plain-text errors aiohttp makes itself), then
+    ``Server``, the request's id and "Connection: close" once shutting down. A handler that
+    sends its own headers (a stream) stamps its response before it does."""
     if response.prepared:
         return
+    if (answers := json_answers(request)) is not None:
+        if answers.finish is not None:
+            answers.finish(request, response)
+        if response.status >= 400:
+            plain_errors_as_json(request, response)
     headers = response.headers
     headers["Server"] = SERVER_NAME
     if (request_id := REQUEST_ID.get()) is not None:
@@ -359,8 +372,6 @@ def stamp(request: BaseRequest, response: web.StreamResponse) -> None:
     if isinstance(server, CappedServer) and server.shutting_down:
         # The client must be told, or it sends its next request into a closing socket.
         response.force_close()
-    if response.status >= 400 and answers_in_json(request):
-        plain_errors_as_json(request, response)
 
 
 async def serve(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from synergychat.api import create_api_app
 from synergychat.settings import ApiSettings
 from synergychat.stats import KeywordCount, KeywordTotals, totals_from_counts
 from synergychat.transport import CrawlerClient, HttpCrawlerClient, InProcessCrawlerClient
+from tests.support.chat_server import ChatTestServer
 
 # A real PostgreSQL, started once per session by the tests that ask for it (postgres_url);
 # every answer of the api and the crawler checked against their OpenAPI documents (autouse).
@@ -89,6 +90,18 @@ def stub_crawler_http_app(crawler: StubCrawler) -> web.Application:
     app.router.add_get("/stats/totals", totals)
     app.router.add_get("/status", status)
     return app
+
+
+@pytest.fixture
+def aiohttp_client(aiohttp_client: AiohttpClient) -> Callable[..., Awaitable[Any]]:
+    """pytest-aiohttp's client, its apps served as the roles serve them (``ChatTestServer``)."""
+
+    async def client(app_or_server: Any, *args: Any, server_kwargs: Any = None, **kwargs: Any) -> Any:
+        if isinstance(app_or_server, web.Application):
+            app_or_server = ChatTestServer(app_or_server, **(server_kwargs or {}))
+        return await aiohttp_client(app_or_server, *args, **kwargs)
+
+    return client
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from synergychat.api import create_api_app
+from synergychat.server import ChatAppRunner
 from synergychat.settings import ApiSettings
 from synergychat.transport import NoCrawlerClient
 from tests.conftest import expect_json
@@ -32,10 +33,12 @@ class Served:
 
 @pytest.fixture
 async def api_server(tmp_path: Any) -> AsyncIterator[Served]:
-    # An AppRunner as production has it: the test server of aiohttp cancels a handler
-    # whose client left (handler_cancellation=True), so it never sees what arrives here.
+    # The runner production has: the test server of aiohttp cancels a handler whose
+    # client left (handler_cancellation=True), so it never sees what arrives here.
     settings = ApiSettings(api_db_filepath=str(tmp_path / "messages.db"))
-    runner = web.AppRunner(create_api_app(settings, NoCrawlerClient()))
+    runner = ChatAppRunner(
+        create_api_app(settings, NoCrawlerClient()), max_connections=64, shutdown_timeout=5
+    )
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -57,7 +60,7 @@ async def wait_for_access_line(caplog: pytest.LogCaptureFixture, fragment: str, 
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         for record in caplog.records:
-            if record.name == "aiohttp.access" and fragment in record.getMessage():
+            if record.name == "synergychat.access" and fragment in record.getMessage():
                 return record.getMessage()
         await asyncio.sleep(0.02)
     raise AssertionError(f"no access log line with {fragment!r}: {[r.getMessage() for r in caplog.records]}")
@@ -90,7 +93,7 @@ async def test_a_body_that_stops_halfway_is_a_client_disconnect(
         reset(writer)
     else:
         writer.close()
-    line = await wait_for_access_line(caplog, '"POST /messages HTTP/1.1" 499')
+    line = await wait_for_access_line(caplog, '"POST /messages" 499')
     assert " 500 " not in line
     said = [r for r in caplog.records if "closed the connection first" in r.getMessage()]
     assert said and all(r.levelno == logging.INFO for r in said)

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from synergychat.http_errors import ANSWERS_IN_JSON, json_errors
+from synergychat.http_errors import JSON_ANSWERS, JsonAnswers
 from synergychat.server import SERVER_NAME, ChatAppRunner
 from tests.conftest import expect_json
 
@@ -39,9 +39,9 @@ def hello_app(answers_in_json: bool) -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response({"hello": "world"})
 
-    app = web.Application(middlewares=[json_errors()] if answers_in_json else [])
+    app = web.Application()
     if answers_in_json:
-        app[ANSWERS_IN_JSON] = True
+        app[JSON_ANSWERS] = JsonAnswers()
     app.router.add_post("/", hello)
     return app
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from synergychat.crawler import Crawler, create_crawler_app
 from synergychat.gutendex import RetryPolicy, Timeouts
 from synergychat.settings import CrawlerSettings
 from synergychat.storage import CountStore, SqliteCountStore
 from synergychat.storage.pg_counts import PostgresCountStore
+from tests.support.chat_server import ChatTestServer
 
 from .fake_gutendex import FakeBook, FakeGutendex, zipped
 
@@ -222,7 +223,7 @@ async def start_crawler(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable
     ) -> RunningCrawler:
         settings = settings or crawler_settings(tmp_path / "counts", source_url)
         crawler = make_crawler(settings, **overrides)
-        client = TestClient(TestServer(create_crawler_app(settings, crawler)))
+        client = TestClient(ChatTestServer(create_crawler_app(settings, crawler)))
         await client.start_server()
         started.append(client)
         return RunningCrawler(crawler, client)

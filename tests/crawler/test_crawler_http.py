@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from multidict import MultiDict, MultiMapping
 from yarl import URL
 
@@ -20,6 +20,7 @@ from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, WebSettings
 from synergychat.storage import CountedBook, CountStore, SqliteCountStore
 from synergychat.transport import CrawlerUnavailable, HttpCrawlerClient, InProcessCrawlerClient
+from tests.support.chat_server import ChatTestServer
 
 from .conftest import SAMPLE_COUNTS, OpenCountStore, RunningCrawler, crawler_settings, make_crawler, rows
 from .fake_gutendex import FakeGutendex
@@ -290,7 +291,7 @@ async def test_under_role_all_the_crawler_is_mounted_at_crawler(
         api=ApiSettings(api_port=8080, api_db_filepath="", crawler_base_url=""),
         crawler=crawler_settings(tmp_path / "counts", gutendex.base_url),
     )
-    client = TestClient(TestServer(build_app(Role.ALL, settings)))
+    client = TestClient(ChatTestServer(build_app(Role.ALL, settings)))
     await client.start_server()
     try:
         response = await client.get("/crawler/healthz")

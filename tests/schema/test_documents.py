@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 import schemathesis
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from synergychat.openapi import Service, load_document
 from synergychat.roles import Role, RoleSettings, build_app
 from synergychat.settings import ApiSettings, WebSettings
 from tests.crawler.conftest import crawler_settings
+from tests.support.chat_server import ChatTestServer
 from tests.support.openapi_responses import Exchange, violations
 
 # The api answers OPTIONS on every path in its CORS middleware, not with routes.
@@ -85,7 +86,7 @@ async def test_under_role_all_servers_say_where_each_part_is_mounted(tmp_path: P
         api=ApiSettings(api_port=8080, api_db_filepath="", crawler_base_url=""),
         crawler=crawler_settings(tmp_path / "counts", "http://127.0.0.1:9"),
     )
-    client = TestClient(TestServer(build_app(Role.ALL, settings)))
+    client = TestClient(ChatTestServer(build_app(Role.ALL, settings)))
     await client.start_server()
     try:
         mounts: list[tuple[str, Service]] = [("/api", "api"), ("/crawler", "crawler")]
