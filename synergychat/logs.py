@@ -159,6 +159,11 @@ class LoopFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if due_on is None or due_on.is_closed():
             self._flush_soon(urgent=False)
 
+    @property
+    def holding(self) -> bool:
+        """Whether lines are held now (they were held this turn: all are written by its end)."""
+        return bool(self._held)
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
             if self._held:

@@ -178,3 +178,24 @@ async def test_held_lines_are_written_at_the_end_of_the_turn_in_order(
     await asyncio.sleep(0)
     assert stream.getvalue().count("\n") == 4
     assert stream.getvalue().endswith(f"{MESSAGE}\n")
+
+
+async def test_a_listener_added_while_lines_are_held_gets_records_from_the_next_turn(
+    root_handler: LoopFlushedHandler,
+) -> None:
+    root_handler.setFormatter(TextFormatter())
+    logging.root.handlers = [root_handler]
+    log_request(logging.INFO)
+    assert root_handler.holding
+    other = logging.StreamHandler(io.StringIO())
+    logging.root.addHandler(other)
+    try:
+        await asyncio.sleep(0)  # the turn ends: its lines are written
+        assert not root_handler.holding
+        log_request(logging.INFO)
+        assert not root_handler.holding  # a record now, which both handlers get
+        stream = other.stream
+        assert isinstance(stream, io.StringIO)
+        assert stream.getvalue() == MESSAGE + "\n"
+    finally:
+        logging.root.removeHandler(other)
