@@ -88,8 +88,8 @@ class ServerSettings(_Settings):
     # Open connections at most (streams included); lowered to fit the open-file limit.
     # Past it, idle keep-alive connections make room, then newcomers get a 503.
     max_connections: int = Field(default=10_000, ge=16)
-    # One INFO line per request (health probes only at DEBUG); off saves ~a ninth of a small
-    # request's work in text, a quarter in JSON (bench/instructions.py).
+    # One INFO line per request (health probes only at DEBUG); off saves about an eighth of a
+    # GET /messages' CPU time in text, more in JSON (bench/api_load.py).
     access_log: bool = True
     # uvloop (the default) or asyncio's own loop; both run everything the same.
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
