@@ -155,6 +155,8 @@ class LoopFlushedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         (at once when no loop runs here), and before any line logged after it."""
         # No lock: appending is atomic, and ``_write_held`` removes only what it wrote.
         self._held.append(held)
+        # ``_flush_later``'s first check, here first: this runs for every access line, and
+        # a flush is nearly always arranged already.
         due_on = self._flush_due_on
         if due_on is None or due_on.is_closed():
             self._flush_soon(urgent=False)
