@@ -26,9 +26,16 @@ LABEL org.opencontainers.image.title="synergychat" \
       org.opencontainers.image.version="0.1.0"
 ARG UID=10001
 ARG GID=10001
+# PYTHONMALLOC and GLIBC_TUNABLES: Python's objects come from glibc's malloc, not
+# Python's own allocator, so that the memory of a peak (thousands of streams, then
+# closed) goes back to the system; with glibc's per-thread cache at 64 chunks of a
+# size rather than 7 that costs no measurable CPU (docs/OPERATIONS.md, "CPU and
+# memory"; scripts/run.sh sets the same).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONMALLOC=malloc \
+    GLIBC_TUNABLES=glibc.malloc.tcache_count=64 \
     ROLE=all
 RUN groupadd --gid "${GID}" synergychat \
     && useradd --uid "${UID}" --gid "${GID}" --home-dir /nonexistent --no-create-home \

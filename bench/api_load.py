@@ -8,7 +8,9 @@ load generator are pinned to different cores when there are two or more. Then th
 live fan-out: 1,000 and 5,000 open streams, a message posted every 100 ms, the
 delay until every stream has it (p50/p99), the POST's own latency meanwhile, and
 RSS before, with and after the streams. Last, cold start to ready and idle RSS
-of each role beside the hello world's. Every figure is the median of ``--runs`` runs; the
+of each role beside the hello world's. Our roles run with the image's memory allocator
+(the Dockerfile's PYTHONMALLOC and GLIBC_TUNABLES); rows marked PYTHONMALLOC=pymalloc
+run with Python's own. Every figure is the median of ``--runs`` runs; the
 CPU µs column (the server's CPU time per request) is the steadier figure on a shared machine.
 
     .venv/bin/python bench/api_load.py [--seconds 5] [--runs 3] [--sizes 1000,100000,1000000]
@@ -130,8 +132,30 @@ def api_command() -> list[str]:
     return [sys.executable, "-m", "synergychat", "--role", "api"]
 
 
+def image_allocator() -> dict[str, str]:
+    """The memory allocator settings the image runs with (the Dockerfile's ENV): every role
+    here is measured as it runs in a container."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    return {
+        name: match.group(1)
+        for name in ("PYTHONMALLOC", "GLIBC_TUNABLES")
+        if (match := re.search(rf"^\s*(?:ENV\s+)?{name}=(\S+)", dockerfile, re.MULTILINE))
+    }
+
+
+IMAGE_ALLOCATOR = image_allocator()
+# Python's own allocator, in place of the image's: what it costs and what it keeps.
+PYMALLOC = "PYTHONMALLOC=pymalloc"
+
+
 def api_env(port: int, db: Path) -> dict[str, str]:
-    return {"ROLE": "api", "API_PORT": str(port), "API_DB_FILEPATH": str(db), "PYTHONUNBUFFERED": "1"}
+    return {
+        "ROLE": "api",
+        "API_PORT": str(port),
+        "API_DB_FILEPATH": str(db),
+        "PYTHONUNBUFFERED": "1",
+        **IMAGE_ALLOCATOR,
+    }
 
 
 def seed_sqlite(db: Path, count: int) -> None:
@@ -372,6 +396,7 @@ def cold_starts(core: int | None, tmp: Path, runs: int) -> list[str]:
                 "API_DB_FILEPATH": str(tmp / f"cold-{role}-{run}.sqlite3"),
                 "CRAWLER_DB_PATH": str(tmp / f"cold-{role}-{run}"),
                 "CRAWLER_SOURCE_URL": dead_catalogue,
+                **IMAGE_ALLOCATOR,
             }
             command = [sys.executable, "-m", "synergychat"]
             started.append(time_to_ready(command, env, f"http://127.0.0.1:{port}/readyz", core))
@@ -458,8 +483,8 @@ def main() -> None:
                         print(row(label, what, measured, rss_mb(api.pid)), flush=True)
                 if size == first_size:
                     # The access log's share (ACCESS_LOG=false), uvloop's (EVENT_LOOP=asyncio), and
-                    # what glibc's malloc in place of Python's allocator costs (PYTHONMALLOC=malloc).
-                    for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio", "PYTHONMALLOC=malloc"):
+                    # the image's allocator against Python's own (PYTHONMALLOC=pymalloc).
+                    for setting in ("ACCESS_LOG=false", "EVENT_LOOP=asyncio", PYMALLOC):
                         variable, _, value = setting.partition("=")
                         env = {**api_env(port, db), variable: value}
                         with server(api_command(), url + "/readyz", env, server_core) as api:
@@ -485,10 +510,10 @@ def main() -> None:
         for streams in counts:
             print(fan_out(server_core, load_core, tmp, streams, args.fanout_messages), flush=True)
         if counts:
-            # Python's small-object allocator keeps arenas a few live objects pin after the
-            # streams close (reused by the next wave); glibc's malloc gives the pages back.
+            # Python's own allocator keeps arenas a few live objects pin after the streams
+            # close (reused by the next wave); the image's, glibc's malloc, gives them back.
             most = max(counts)
-            print(fan_out(server_core, load_core, tmp, most, args.fanout_messages, "PYTHONMALLOC=malloc"))
+            print(fan_out(server_core, load_core, tmp, most, args.fanout_messages, PYMALLOC))
 
         print("\ncold start (spawn to /readyz 200) and idle RSS, per role")
         for line in cold_starts(server_core, tmp, args.runs):

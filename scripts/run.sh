@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export API_DB_FILEPATH="${API_DB_FILEPATH:-data/messages.sqlite3}"
 export CRAWLER_DB_PATH="${CRAWLER_DB_PATH:-data/crawler}"
+# The image's memory allocator (see the Dockerfile), unless set already.
+export PYTHONMALLOC="${PYTHONMALLOC-malloc}"
+export GLIBC_TUNABLES="${GLIBC_TUNABLES-glibc.malloc.tcache_count=64}"
 exec .venv/bin/python -m synergychat --role all "$@"

@@ -39,7 +39,9 @@ STREAM_SHUTDOWN = "the server is shutting down"
 
 def release_memory() -> None:
     """Give freed heap back to the system. glibc keeps what thousands of closed streams
-    used (their buffers) for reuse, so RSS would stay at its peak for good."""
+    used for reuse, so RSS would stay at its peak for good: their buffers, and with the
+    image's ``PYTHONMALLOC=malloc`` every object of theirs (Python's own allocator keeps
+    its objects' memory itself, docs/OPERATIONS.md)."""
     gc.collect()
     name = ctypes.util.find_library("c")
     if name:

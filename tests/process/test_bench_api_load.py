@@ -24,7 +24,7 @@ ROWS = (
     "POST /messages (durable)",
     "GET /messages, ACCESS_LOG=false",
     "POST /messages, EVENT_LOOP=asyncio",
-    "POST /messages, PYTHONMALLOC=malloc",
+    "POST /messages, PYTHONMALLOC=pymalloc",
 )
 ROLES = ("web", "api", "crawler", "all")
 
