@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import unicodedata
+from importlib import resources
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -33,32 +34,44 @@ NAME_SEPARATORS = frozenset("-_. \u00b7\u2027\u30fb")  # and the middle dots
 SEPARATOR_CATEGORIES = frozenset({"Zs", "Pd", "Pc"})
 
 
-@functools.lru_cache(maxsize=8192)
 def confusable_prototype(char: str) -> str:
     """What ``char`` looks like in Unicode's confusables table (TR39): Cyrillic "о" → "o",
-    "‐" → "-", "I" → "l"; a character with no look-alike, or itself a prototype, maps to itself.
+    "‐" → "-", "I" → "l"; a character with no look-alike, or itself a prototype, maps to itself."""
+    return confusable_prototypes().get(char, char)
+
+
+@functools.cache
+def confusable_prototypes() -> dict[str, str]:
+    """Each character of the confusables table that has a prototype other than itself, and
+    that prototype; made on first use (the web and crawler roles never need it, the api
+    only once someone posts).
 
     confusable_homoglyphs ships the table as look-alike lists: a source lists only its
     prototype, a prototype lists its sources. When two characters list just each other the
     table does not say which one is the prototype, and either can stand for both.
-    """
-    # Imported on first use: the table takes ~50 ms and ~7 MB, which the web and crawler
-    # roles never need, and the api only once someone posts.
-    from confusable_homoglyphs import confusables
 
-    found = confusables.is_confusable(char, greedy=True)
-    if not found:
-        return char
-    # Right-to-left look-alikes come wrapped in LEFT-TO-RIGHT MARKs for display.
-    glyphs: list[str] = [glyph["c"].strip("\u200e") for glyph in found[0]["homoglyphs"]]
-    if len(glyphs) != 1:
-        return char
-    (other,) = glyphs
-    if len(other) == 1:
-        back = confusables.is_confusable(other, greedy=True)
-        if back and len(back[0]["homoglyphs"]) == 1:
-            return min(char, other)
-    return other
+    Read from the package's own file rather than through its module, which keeps every
+    entry with the character's Unicode name for good: 7 MB for the life of the api, where
+    the prototypes alone take about 1 MB (tests/unit/test_confusables.py checks that they
+    agree with ``confusables.is_confusable``).
+    """
+    table = resources.files("confusable_homoglyphs").joinpath("confusables.json").read_bytes()
+    # Each look-alike is {"c": glyph, "n": its name}; only the glyph is kept. Right-to-left
+    # look-alikes come wrapped in LEFT-TO-RIGHT MARKs for display.
+    look_alikes: dict[str, list[str]] = json.loads(
+        table, object_hook=lambda entry: entry["c"].strip("\u200e") if entry.keys() == {"c", "n"} else entry
+    )
+    prototypes = {}
+    for char, glyphs in look_alikes.items():
+        # A few entries are sequences (a letter and its mark); a name is mapped a character at a time.
+        if len(char) != 1 or len(glyphs) != 1:
+            continue
+        (other,) = glyphs
+        if len(other) == 1 and len(look_alikes.get(other, ())) == 1:
+            other = min(char, other)
+        if other != char:
+            prototypes[char] = other
+    return prototypes
 
 
 # A chat has few authors, each posting again and again: their skeletons are kept.
