@@ -286,7 +286,7 @@ class Baseline:
 def row(stored: str, what: str, measured: Measured, rss: float) -> str:
     result = measured.result
     return (
-        f"{stored:>9} {what:<34} {result.rate:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
+        f"{stored:>9} {what:<38} {result.rate:>9.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f}"
         f" {measured.rate_ratio:>7.2f} {measured.cpu_ratio:>7.2f}"
         f" {result.cpu_us:>7.0f} {rss:>7.0f} {result.errors:>6}"
     )
@@ -444,7 +444,7 @@ def main() -> None:
             f"load: {load.tool}, {args.connections} connections, {args.seconds:g} s per run, median of {args.runs}; {where}"
         )
         print(
-            f"{'stored':>9} {'what':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷hello':>7} {'÷h CPU':>7}"
+            f"{'stored':>9} {'what':<38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷hello':>7} {'÷h CPU':>7}"
             f" {'CPU µs':>7} {'RSS MB':>7} {'errors':>6}"
         )
         print(
