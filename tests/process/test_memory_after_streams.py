@@ -22,24 +22,24 @@ ALLOCATOR_VARIABLES = ("PYTHONMALLOC", "GLIBC_TUNABLES")
 STREAMS = 2000
 
 
-def image_allocator() -> dict[str, str]:
-    dockerfile = (REPO / "Dockerfile").read_text()
+def allocator_settings(path: Path, pattern: str) -> dict[str, str]:
+    """Each allocator variable's value in ``path``, found by ``pattern`` (``NAME`` replaced by the name)."""
+    text = path.read_text()
     found = {}
     for name in ALLOCATOR_VARIABLES:
-        match = re.search(rf"^\s*(?:ENV\s+)?{name}=(\S+)", dockerfile, re.MULTILINE)
-        assert match, f"the Dockerfile sets no {name}"
+        match = re.search(pattern.replace("NAME", name), text, re.MULTILINE)
+        assert match, f"{path.name} sets no {name}"
         found[name] = match.group(1)
     return found
+
+
+def image_allocator() -> dict[str, str]:
+    return allocator_settings(REPO / "Dockerfile", r"^\s*(?:ENV\s+)?NAME=(\S+)")
 
 
 def run_sh_allocator() -> dict[str, str]:
-    script = (REPO / "scripts" / "run.sh").read_text()
-    found = {}
-    for name in ALLOCATOR_VARIABLES:
-        match = re.search(rf'^export {name}="\${{{name}-([^}}]+)}}"$', script, re.MULTILINE)
-        assert match, f"scripts/run.sh sets no default {name}"
-        found[name] = match.group(1)
-    return found
+    # export NAME="${NAME-default}": the default, unless the caller set one
+    return allocator_settings(REPO / "scripts" / "run.sh", r'^export NAME="\$\{NAME-([^}]+)\}"$')
 
 
 def rss_mb(pid: int) -> float:
